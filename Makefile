@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make demo` (set up, then generate a video) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFORMANCE := ../shared/conformance
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup test lint demo clean
+
+$(BIN)/activate:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first: with torch==2.13.0 present, nothing later pulls a multi-GB CUDA build.
+$(VENV)/.installed: $(BIN)/activate pyproject.toml
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+test: setup lint
+	$(BIN)/python -m pytest -q tests $(if $(wildcard $(CONFORMANCE)),$(CONFORMANCE))
+
+demo: setup
+	$(BIN)/vstar generate "a landscape from winter to spring" \
+		--synopsis "a landscape in winter, covered in snow" \
+		--synopsis "a landscape in early spring, snow melting" \
+		--synopsis "a landscape in spring, green meadows and flowers" \
+		--model tiny-modelscope --frames 16 --steps 10 --seed 0 --out outputs/demo.mp4 --overwrite
+
+clean:
+	rm -rf $(VENV) outputs

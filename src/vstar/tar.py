@@ -1,0 +1,329 @@
+"""Temporal Attention Regularization (paper section 3.4, equations 2-3).
+
+In the temporal self-attention layers, a Gaussian Toeplitz band ``dA`` scaled by the maximum of the
+logits is added before the softmax: ``A' = softmax(S + strength * max(S) * dA)``. Smaller sigma keeps
+attention closer to neighbouring frames, which lets the video change more over time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from torch import nn
+
+MaxMode = Literal["row", "head", "global"]
+MAX_MODES: tuple[str, ...] = ("row", "head", "global")
+
+# The paper names UNet levels by the latent width of VideoCrafter2 at 320x512 (64, 32, 16, 8).
+RESOLUTION_LEVELS: dict[str, int] = {"64": 0, "32": 1, "16": 2, "8": 3}
+PRESETS: dict[str, str] = {
+    "64D1": "default for 16-32 frames: sigma 1 at the highest-resolution level",
+    "64D1_32D8": "long videos (48+ frames): sigma 1 at the highest level and sigma 8 at the next",
+}
+INIT_LEVEL = -1  # the temporal block before the down path (`transformer_in`, the paper's "init")
+
+
+def _check_sigma(sigma: float) -> None:
+    if not sigma > 0 or not math.isfinite(sigma):
+        raise ValueError(f"sigma must be > 0, got {sigma}; smaller sigma means stronger regularization")
+
+
+def regularization_matrix(
+    num_frames: int, sigma: float, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """The Gaussian Toeplitz band ``dA[i, j] = exp(-0.5 * ((j - i) / sigma) ** 2)``, shape ``(F, F)``.
+
+    Symmetric with ones on the diagonal; any ``num_frames >= 1``, ``sigma > 0``.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    _check_sigma(sigma)
+    idx = torch.arange(num_frames, device=device, dtype=torch.float64)
+    band = torch.exp(-0.5 * ((idx[None, :] - idx[:, None]) / sigma) ** 2)
+    return band.to(dtype or torch.get_default_dtype())
+
+
+@dataclass
+class TARState:
+    """Mutable switch shared by the processors of one UNet; the pipeline turns it off after the early steps."""
+
+    active: bool = True
+
+
+class TARProcessor:
+    """Attention processor for temporal self-attention with the TAR band added to the logits.
+
+    Input ``hidden_states`` is ``(batch*h*w, frames, channels)``. Computes ``S = Q K^T * scale`` per head,
+    ``M`` = max of ``S`` per query row (``"row"``, the authors' release), per head (``"head"``) or over all
+    heads and rows of a sequence (``"global"``), and attends with ``softmax(S + strength * M * dA)``.
+    Logits and softmax run in float32; the batch axis is processed in chunks so that one chunk's logits
+    stay under ``max_chunk_bytes``. While ``state.active`` is False or ``strength == 0`` it defers to
+    ``fallback`` (the processor it replaced, stock attention by default).
+
+    Args:
+        sigma: width of the Gaussian band; ignored when ``matrix`` is given.
+        strength: multiplier of ``M * dA`` (the authors' ``scale``), 1.0 in the paper.
+        max_mode: how ``M`` is taken, see above.
+        state: shared :class:`TARState` for step gating (always active when None).
+        fallback: processor used when inactive, and restored by :func:`remove_tar`.
+        matrix: a custom ``(F, F)`` regularization matrix (e.g. a real video's frame similarity).
+        max_chunk_bytes: memory bound for the float32 logits of one chunk.
+    """
+
+    def __init__(self, sigma: float | None = 1.0, strength: float = 1.0, max_mode: MaxMode = "row", *,
+                 state: TARState | None = None, fallback: Any = None, matrix: torch.Tensor | None = None,
+                 max_chunk_bytes: int = 256 * 2**20):
+        if matrix is None:
+            _check_sigma(sigma)  # type: ignore[arg-type]
+        elif matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix must be square (F, F), got {tuple(matrix.shape)}")
+        if max_mode not in MAX_MODES:
+            raise ValueError(f"unknown max_mode {max_mode!r}; choose one of {', '.join(MAX_MODES)}")
+        if max_chunk_bytes < 1:
+            raise ValueError(f"max_chunk_bytes must be positive, got {max_chunk_bytes}")
+        self.sigma = sigma
+        self.strength = float(strength)
+        self.max_mode = max_mode
+        self.state = state
+        self.fallback = fallback if fallback is not None else AttnProcessor2_0()
+        self.matrix = matrix
+        self.max_chunk_bytes = max_chunk_bytes
+        self._band_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def band(self, num_frames: int, device: torch.device) -> torch.Tensor:
+        """The float32 ``(F, F)`` regularization matrix on ``device``."""
+        if self.matrix is not None:
+            if self.matrix.shape[0] != num_frames:
+                raise ValueError(
+                    f"custom TAR matrix is {self.matrix.shape[0]}x{self.matrix.shape[0]} but the video has "
+                    f"{num_frames} frames; give an F x F matrix"
+                )
+            return self.matrix.to(device=device, dtype=torch.float32)
+        key = (num_frames, device)
+        if key not in self._band_cache:
+            self._band_cache[key] = regularization_matrix(num_frames, self.sigma, device=device, dtype=torch.float32)
+        return self._band_cache[key]
+
+    def regularized_attention(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
+        """Attention probabilities ``(n, heads, F, F)`` in float32 from ``(n, heads, F, d)`` queries and keys."""
+        scores = (query.float() @ key.float().transpose(-1, -2)) * scale
+        if self.max_mode == "row":
+            peak = scores.amax(dim=-1, keepdim=True)
+        elif self.max_mode == "head":
+            peak = scores.amax(dim=(-2, -1), keepdim=True)
+        else:
+            peak = scores.amax(dim=(1, 2, 3), keepdim=True)
+        band = self.band(scores.shape[-1], scores.device)
+        return (scores + self.strength * peak * band).softmax(dim=-1)
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.strength == 0 or (self.state is not None and not self.state.active):
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        if encoder_hidden_states is not None or attention_mask is not None:
+            raise ValueError("TAR applies to temporal self-attention only (no context, no mask)")
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+        batch_size, num_frames, _ = hidden_states.shape
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query, key, value = (t.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        chunk = max(1, self.max_chunk_bytes // (4 * attn.heads * num_frames * num_frames))
+        out = torch.empty_like(value)
+        for start in range(0, batch_size, chunk):
+            rows = slice(start, start + chunk)
+            probs = self.regularized_attention(query[rows], key[rows], attn.scale)
+            out[rows] = (probs @ value[rows].float()).to(value.dtype)
+
+        hidden_states = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+_PRESET_TOKEN = re.compile(r"^(?P<res>64|32|16|8|init)D(?P<sigma>\d+(?:\.\d+)?)(?:S(?P<strength>\d+(?:\.\d+)?))?$")
+
+
+@dataclass(frozen=True)
+class TARConfig:
+    """Where, how strongly and when TAR acts.
+
+    Attributes:
+        sigmas: sigma per UNet level: 0 = highest resolution (the paper's "64"), 1 = "32", 2 = "16",
+            3 = "8"; :data:`INIT_LEVEL` (-1) = the temporal block before the down path.
+        strength: default multiplier of ``max(S) * dA``.
+        level_strengths: per-level overrides of ``strength``.
+        max_mode: ``"row"`` (authors' release), ``"head"`` or ``"global"``.
+        step_fraction: TAR acts on steps with index < ceil(step_fraction * num_steps): 14 of 25 by default.
+    """
+
+    sigmas: Mapping[int, float] = field(default_factory=lambda: {0: 1.0})
+    strength: float = 1.0
+    level_strengths: Mapping[int, float] = field(default_factory=dict)
+    max_mode: MaxMode = "row"
+    step_fraction: float = 0.56
+
+    def __post_init__(self) -> None:
+        if not self.sigmas:
+            raise ValueError("TARConfig needs at least one level; use tar=None to switch TAR off")
+        for level, sigma in self.sigmas.items():
+            if level < INIT_LEVEL:
+                raise ValueError(f"unknown UNet level {level}; levels are 0 (highest resolution) and up, or -1 (init)")
+            _check_sigma(sigma)
+        for level, strength in {None: self.strength, **self.level_strengths}.items():
+            if not math.isfinite(strength) or strength < 0:
+                raise ValueError(f"strength must be a finite number >= 0, got {strength} (level {level})")
+        if self.max_mode not in MAX_MODES:
+            raise ValueError(f"unknown max_mode {self.max_mode!r}; choose one of {', '.join(MAX_MODES)}")
+        if not 0 <= self.step_fraction <= 1:
+            raise ValueError(f"step_fraction must be in [0, 1], got {self.step_fraction}")
+
+    @property
+    def include_init(self) -> bool:
+        return INIT_LEVEL in self.sigmas
+
+    def strength_at(self, level: int) -> float:
+        return self.level_strengths.get(level, self.strength)
+
+    def active_steps(self, num_steps: int) -> int:
+        """How many of the first denoising steps are regularized (14 of 25 by default)."""
+        return min(num_steps, math.ceil(round(self.step_fraction * num_steps, 9)))
+
+    @classmethod
+    def parse(cls, preset: str, **overrides: Any) -> TARConfig:
+        """Build a config from the authors' preset names, e.g. ``"64D1"`` or ``"64D1_32D8"``.
+
+        Each ``_``-separated token is ``<res>D<sigma>[S<strength>]`` with res one of 64, 32, 16, 8
+        (UNet levels 0-3) or ``init``; e.g. ``"64D1S0.5"`` halves the strength at level 0.
+        """
+        tokens = preset.strip().split("_") if preset and preset.strip() else []
+        if not tokens:
+            raise ValueError(f"empty TAR preset; try one of {', '.join(PRESETS)}")
+        sigmas: dict[int, float] = {}
+        strengths: dict[int, float] = {}
+        for token in tokens:
+            match = _PRESET_TOKEN.match(token)
+            if match is None:
+                raise ValueError(
+                    f"cannot parse TAR preset {preset!r} at {token!r}; expected tokens like 64D1 or 32D8 joined "
+                    f"by '_' (resolution 64/32/16/8/init, D, sigma, optional S strength), e.g. {', '.join(PRESETS)}"
+                )
+            level = INIT_LEVEL if match["res"] == "init" else RESOLUTION_LEVELS[match["res"]]
+            if level in sigmas:
+                raise ValueError(f"TAR preset {preset!r} names resolution {match['res']} twice")
+            sigmas[level] = float(match["sigma"])
+            if match["strength"] is not None:
+                strengths[level] = float(match["strength"])
+        return cls(sigmas=sigmas, level_strengths=strengths, **overrides)
+
+    def to_preset(self) -> str:
+        """The preset string that :meth:`parse` turns back into these levels and strengths."""
+        names = {v: k for k, v in RESOLUTION_LEVELS.items()} | {INIT_LEVEL: "init"}
+        tokens = []
+        for level in sorted(self.sigmas, key=lambda lv: (lv == INIT_LEVEL, lv)):
+            token = f"{names.get(level, str(level))}D{self.sigmas[level]:g}"
+            if level in self.level_strengths:
+                token += f"S{self.level_strengths[level]:g}"
+            tokens.append(token)
+        return "_".join(tokens)
+
+
+@dataclass(frozen=True)
+class TemporalAttentionLayer:
+    """One temporal self-attention module of a UNet and its resolution level (-1 = init block)."""
+
+    name: str
+    level: int
+    module: Attention
+
+
+_TEMPORAL_PARTS = (".temp_attentions.", ".motion_modules.")
+
+
+def temporal_attention_layers(unet: nn.Module) -> list[TemporalAttentionLayer]:
+    """The temporal self-attention modules of a diffusers-style video UNet with their levels.
+
+    Recognises ``UNet3DConditionModel`` (``temp_attentions``, ``transformer_in``), ``UNetMotionModel``
+    (``motion_modules``) and UNets that follow the same naming. Level i of ``down_blocks`` is i,
+    ``up_blocks[j]`` is ``len(up_blocks) - 1 - j``, the middle block is the deepest level.
+    """
+    num_down = len(getattr(unet, "down_blocks", ()))
+    num_up = len(getattr(unet, "up_blocks", ()))
+    layers = []
+    for name, module in unet.named_modules():
+        if not isinstance(module, Attention) or module.is_cross_attention:
+            continue
+        if name.startswith("transformer_in."):
+            level = INIT_LEVEL
+        elif any(part in name for part in _TEMPORAL_PARTS):
+            kind, _, rest = name.partition(".")
+            if kind == "down_blocks":
+                level = int(rest.split(".")[0])
+            elif kind == "up_blocks":
+                level = num_up - 1 - int(rest.split(".")[0])
+            elif kind == "mid_block":
+                level = num_down - 1
+            else:
+                continue
+        else:
+            continue
+        layers.append(TemporalAttentionLayer(name, level, module))
+    return layers
+
+
+def apply_tar(unet: nn.Module, config: TARConfig | str = "64D1", state: TARState | None = None) -> TARState:
+    """Install :class:`TARProcessor` on exactly the temporal self-attention modules of the chosen levels.
+
+    Spatial attention and other levels are untouched. Re-applying replaces an earlier TAR. Returns the
+    :class:`TARState` that gates all installed processors (the pipeline switches it per step).
+    """
+    config = TARConfig.parse(config) if isinstance(config, str) else config
+    remove_tar(unet)
+    layers = temporal_attention_layers(unet)
+    if not layers:
+        raise ValueError(f"{type(unet).__name__} has no temporal self-attention that TAR recognises")
+    available = sorted({layer.level for layer in layers})
+    missing = sorted(set(config.sigmas) - set(available))
+    if missing:
+        raise ValueError(
+            f"TAR asks for UNet levels {missing} but {type(unet).__name__} has temporal attention at levels "
+            f"{available} (0 = highest resolution, -1 = init); choose a preset within those levels"
+        )
+    state = state or TARState()
+    for layer in layers:
+        if layer.level in config.sigmas:
+            layer.module.set_processor(TARProcessor(
+                config.sigmas[layer.level], config.strength_at(layer.level), config.max_mode,
+                state=state, fallback=layer.module.processor,
+            ))
+    return state
+
+
+def remove_tar(unet: nn.Module) -> None:
+    """Restore the processors that :func:`apply_tar` replaced; a no-op where TAR is not installed."""
+    for module in unet.modules():
+        if isinstance(module, Attention) and isinstance(module.processor, TARProcessor):
+            module.set_processor(module.processor.fallback)
