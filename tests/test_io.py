@@ -1,0 +1,93 @@
+"""Video and sidecar writing: formats, frame counts, atomicity, overwrite protection."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vstar.io import read_sidecar, read_video, sidecar_path, to_uint8, write_sidecar, write_video
+
+
+@pytest.fixture
+def frames():
+    """A smooth moving gradient, so that lossy codecs stay close to the input."""
+    t, y, x = np.meshgrid(np.arange(12), np.arange(32), np.arange(48), indexing="ij")
+    video = np.stack([(x + 2 * t) / 72, y / 32, np.full_like(y, 0.5, dtype=float)], axis=-1)
+    return video.astype(np.float32)
+
+
+@pytest.mark.parametrize("name,tolerance", [("clip.mp4", 6.0), ("clip.gif", 12.0), ("frames", 0.0)])
+def test_round_trip_keeps_frame_count_and_content(tmp_path, frames, name, tolerance):
+    path = write_video(frames, tmp_path / name, fps=8)
+    back = read_video(path)
+    assert back.shape == (12, 32, 48, 3) and back.dtype == np.uint8
+    assert np.abs(back.astype(float) - to_uint8(frames).astype(float)).mean() <= tolerance
+    assert sorted(os.listdir(tmp_path)) == [name]  # no temporary files left
+
+
+def test_png_folder_is_exact_and_numbered(tmp_path, frames):
+    write_video(frames, tmp_path / "out", fps=8)
+    assert sorted(os.listdir(tmp_path / "out"))[:2] == ["frame_00000.png", "frame_00001.png"]
+    np.testing.assert_array_equal(read_video(tmp_path / "out"), to_uint8(frames))
+
+
+def test_mp4_bytes_are_reproducible(tmp_path, frames):
+    a = write_video(frames, tmp_path / "a.mp4").read_bytes()
+    b = write_video(frames, tmp_path / "b.mp4").read_bytes()
+    assert a == b
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, frames):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_video(frames, path)
+    assert path.read_bytes() == b"precious"
+    write_video(frames, path, overwrite=True)
+    assert read_video(path).shape[0] == 12
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path, frames):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"precious")
+    with pytest.raises(ValueError, match=r"shape \(F, H, W, 3\)"):
+        write_video(frames[..., :2], path, overwrite=True)
+    assert path.read_bytes() == b"precious" and os.listdir(tmp_path) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize("name,message", [("clip.avi", "unsupported output"), ("clip.mp4", "fps must be >= 1")])
+def test_bad_output_arguments(tmp_path, frames, name, message):
+    with pytest.raises(ValueError, match=message):
+        write_video(frames, tmp_path / name, fps=0 if name.endswith("mp4") else 8)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_folder(tmp_path, frames):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(PermissionError, match="cannot write"):
+        write_video(frames, locked / "clip.mp4")
+
+
+def test_unwritable_parent_is_a_file(tmp_path, frames):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PermissionError, match="not a writable folder"):
+        write_video(frames, tmp_path / "file" / "clip.mp4")
+
+
+def test_sidecar_round_trip_and_errors(tmp_path):
+    assert sidecar_path("out/clip.mp4").name == "clip.json" and sidecar_path("out/frames").name == "frames.json"
+    meta = {"prompt": "a cat", "seed": 3, "synopsis": ["a", "b"]}
+    path = write_sidecar(meta, tmp_path / "clip.json")
+    assert read_sidecar(path) == meta and json.loads(path.read_text())["seed"] == 3
+    with pytest.raises(FileExistsError):
+        write_sidecar(meta, path)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_sidecar(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        read_sidecar(tmp_path / "list.json")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_sidecar(tmp_path / "missing.json")
