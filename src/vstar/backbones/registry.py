@@ -1,0 +1,123 @@
+"""Names -> base models: hub ids, recommended settings and the function that loads each."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vstar.backbones.base import Backbone, BackboneDefaults
+from vstar.devices import resolve_device, resolve_dtype
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registry entry.
+
+    ``loader`` is ``"module:function"``, imported on use and called as
+    ``function(*model_ids, model_path=..., device=..., dtype=..., defaults=...)`` for hub models, or
+    ``function(seed=0, device=...)`` for tiny offline models (``tiny=True``, cast to the dtype afterwards).
+    """
+
+    name: str
+    family: str
+    description: str
+    loader: str
+    defaults: BackboneDefaults
+    model_ids: tuple[str, ...] = ()
+    tiny: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "modelscope", "modelscope", "ModelScope text-to-video 1.7B (UNet3D, no frame positions)",
+            "vstar.backbones.modelscope:load_modelscope",
+            BackboneDefaults(height=256, width=256, guidance_scale=9.0, fps=8),
+            model_ids=("ali-vilab/text-to-video-ms-1.7b",),
+        ),
+        BackboneSpec(
+            "zeroscope", "modelscope", "zeroscope v2 576w, a ModelScope fine-tune at 320x576",
+            "vstar.backbones.modelscope:load_modelscope",
+            BackboneDefaults(height=320, width=576, num_frames=24, guidance_scale=12.5, fps=8),
+            model_ids=("cerspense/zeroscope_v2_576w",),
+        ),
+        BackboneSpec(
+            "animatediff", "animatediff",
+            "AnimateDiff motion adapter v1-5-2 on Stable Diffusion 1.5 (sinusoidal frame positions, <= 32 frames)",
+            "vstar.backbones.animatediff:load_animatediff",
+            BackboneDefaults(height=512, width=512, guidance_scale=7.5, fps=8, max_frames=32),
+            model_ids=("stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-2"),
+        ),
+        BackboneSpec(
+            "tiny-modelscope", "modelscope", "tiny random-weight ModelScope-style model built in code (tests, demo)",
+            "vstar.backbones.modelscope:tiny_modelscope",
+            BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=7.5, fps=8),
+            tiny=True,
+        ),
+        BackboneSpec(
+            "tiny-animatediff", "animatediff", "tiny random-weight AnimateDiff-style model built in code (tests)",
+            "vstar.backbones.animatediff:tiny_animatediff",
+            BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=7.5, fps=8, max_frames=32),
+            tiny=True,
+        ),
+    )
+}
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """All registered backbones, real ones first."""
+    return sorted(BACKBONES.values(), key=lambda spec: (spec.tiny, spec.name))
+
+
+def get_spec(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BACKBONES)} (see `vstar models`)")
+    return BACKBONES[name]
+
+
+def weights_available(spec: BackboneSpec) -> bool:
+    """Whether every hub repository of ``spec`` is in the local Hugging Face cache (tiny models: always)."""
+    if spec.tiny:
+        return True
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        cached = {repo.repo_id for repo in scan_cache_dir().repos}
+    except Exception:  # no cache directory yet, or an unreadable one: nothing is available
+        return False
+    return all(model_id in cached for model_id in spec.model_ids)
+
+
+def _resolve_loader(path: str) -> Any:
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def load_backbone(name: str = "modelscope", *, model_path: str | Path | None = None,
+                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                  seed: int = 0) -> Backbone:
+    """Load a registered backbone by name.
+
+    Args:
+        name: a registry name (``vstar models`` lists them).
+        model_path: a local copy of the model (a diffusers-format folder) to use instead of the hub.
+        device: ``"cuda"``, ``"mps"``, ``"cpu"`` or None for the best available.
+        dtype: ``"fp32"``, ``"fp16"``, ``"bf16"`` or None (fp16 on GPU, fp32 on CPU).
+        seed: weight seed of tiny models (ignored by pretrained ones).
+    """
+    spec = get_spec(name)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    loader = _resolve_loader(spec.loader)
+    if spec.tiny:
+        if model_path is not None:
+            raise ValueError(f"{name} is built in code and takes no model path; drop --model-path")
+        return loader(seed=seed, device=torch_device).to(dtype=torch_dtype)
+    return loader(*spec.model_ids, model_path=model_path, device=torch_device, dtype=torch_dtype,
+                  defaults=spec.defaults)

@@ -1,0 +1,172 @@
+"""The ``vstar`` command: parses flags, calls the library, prints. Errors exit with code 2 and one line."""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+import vstar
+
+app = typer.Typer(
+    name="vstar", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Longer, dynamic text-to-video from pretrained diffusion models (Video Synopsis Prompting and "
+         "Temporal Attention Regularization).",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def friendly_errors(command: F) -> F:
+    """Turn the library's input errors into one-line messages instead of tracebacks."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
+            raise fail(str(err)) from None
+        except RuntimeError as err:  # models that cannot be loaded, device problems
+            raise fail(str(err), code=1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+def version() -> None:
+    """Print the vstar version."""
+    typer.echo(vstar.__version__)
+
+
+@app.command()
+def models() -> None:
+    """List the base models with their recommended settings and whether their weights are available here."""
+    from vstar.backbones import list_backbones, weights_available
+
+    typer.echo(f"{'name':<18} {'size':>9} {'frames':>6} {'guid.':>5}  {'weights':<10} source")
+    for spec in list_backbones():
+        d = spec.defaults
+        frames = f"{d.num_frames}" + (f"/{d.max_frames}" if d.max_frames else "")
+        available = "built-in" if spec.tiny else ("cached" if weights_available(spec) else "download")
+        source = ", ".join(spec.model_ids) or "built in code"
+        typer.echo(f"{spec.name:<18} {d.height:>4}x{d.width:<4} {frames:>6} {d.guidance_scale:>5g}  "
+                   f"{available:<10} {source}")
+        typer.echo(f"{'':<18} {spec.description}")
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "video"
+
+
+def _pick(flag: Any, recorded: dict[str, Any], key: str, default: Any = None) -> Any:
+    """A flag given on the command line wins over the sidecar, which wins over the default."""
+    if flag is not None:
+        return flag
+    return recorded.get(key, default)
+
+
+@app.command()
+@friendly_errors
+def generate(
+    prompt: Annotated[str | None, typer.Argument(help="What the video shows, e.g. 'a landscape from winter to spring'.")] = None,
+    synopsis: Annotated[list[str] | None, typer.Option("--synopsis", "-s", help="A visual state; repeat for each keyframe.")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model (see `vstar models`).")] = None,
+    model_path: Annotated[Path | None, typer.Option(help="A local copy of the model's weights (diffusers folder).")] = None,
+    frames: Annotated[int | None, typer.Option(help="Number of frames, generated in one pass.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")] = None,
+    negative_prompt: Annotated[str | None, typer.Option(help="What to steer away from.")] = None,
+    height: Annotated[int | None, typer.Option(help="Frame height in pixels.")] = None,
+    width: Annotated[int | None, typer.Option(help="Frame width in pixels.")] = None,
+    tar: Annotated[str | None, typer.Option(help="TAR preset: 64D1 (16-32 frames), 64D1_32D8 (long videos).")] = None,
+    no_tar: Annotated[bool, typer.Option("--no-tar", help="Switch Temporal Attention Regularization off.")] = False,
+    tar_max_mode: Annotated[str | None, typer.Option(help="Max of the logits per row (authors), head or global.")] = None,
+    tar_strength: Annotated[float | None, typer.Option(help="Multiplier of max(S) * dA.")] = None,
+    tar_step_fraction: Annotated[float | None, typer.Option(help="Regularize the first fraction of steps.")] = None,
+    interpolation: Annotated[str | None, typer.Option(help="Between keyframes: linear, step or slerp.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (recorded in the sidecar).")] = None,
+    fps: Annotated[int | None, typer.Option(help="Frame rate of the written video.")] = None,
+    cond_fps: Annotated[int | None, typer.Option(help="Frame-rate conditioning of models that take it.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output .mp4, .gif, or a folder for PNG frames.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    from_sidecar: Annotated[Path | None, typer.Option("--from", help="Reproduce the video of a sidecar .json.")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda, mps, cpu (default: best available).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 (default: fp16 on GPU, fp32 on CPU).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Generate a video in one pass, with per-frame synopsis conditioning and TAR, plus a JSON sidecar."""
+    import torch
+
+    from vstar.backbones import get_spec
+    from vstar.io import check_writable, read_sidecar, sidecar_path, write_sidecar, write_video
+    from vstar.pipeline import VSTARPipeline
+    from vstar.tar import TARConfig
+
+    recorded = read_sidecar(from_sidecar) if from_sidecar is not None else {}
+    settings: dict[str, Any] = recorded.get("settings", {})
+    prompt = _pick(prompt, recorded, "prompt")
+    states = list(synopsis) if synopsis else recorded.get("synopsis")
+    if not (prompt and prompt.strip()) and not states:
+        raise ValueError("give a prompt, e.g. vstar generate \"a landscape from winter to spring\", or --from F.json")
+    model = _pick(model, recorded, "model", "modelscope")
+    spec = get_spec(model)
+    model_path = _pick(model_path, recorded, "model_path")
+    seed = _pick(seed, recorded, "seed", random.randrange(2**31))
+    fps = _pick(fps, recorded, "fps", spec.defaults.fps)
+    out = out or Path("outputs") / f"{_slug(prompt or states[0])}-{seed}.mp4"
+    sidecar = sidecar_path(out)
+    check_writable(out, overwrite)
+    check_writable(sidecar, overwrite)
+
+    if no_tar:
+        preset = None
+    elif tar is not None:
+        preset = tar
+    else:
+        preset = settings.get("tar", "64D1")  # a recorded None means the run had TAR off
+    tar_config = None if preset is None else TARConfig.parse(
+        preset,
+        max_mode=_pick(tar_max_mode, settings, "tar_max_mode", "row"),
+        strength=_pick(tar_strength, settings, "tar_strength", 1.0),
+        step_fraction=_pick(tar_step_fraction, settings, "tar_step_fraction", 0.56),
+    )
+
+    pipe = VSTARPipeline.from_pretrained(model, model_path=model_path, device=device,
+                                         dtype=dtype or recorded.get("dtype"))
+    if not quiet:
+        source = "built in code, random weights: shows the mechanics, not real content" if spec.tiny else (
+            model_path or ", ".join(spec.model_ids))
+        typer.echo(f"model {model} ({source}) on {pipe.device}, seed {seed}", err=True)
+    result = pipe(
+        prompt, states,
+        num_frames=_pick(frames, settings, "num_frames"),
+        height=_pick(height, settings, "height"), width=_pick(width, settings, "width"),
+        num_inference_steps=_pick(steps, settings, "num_inference_steps"),
+        guidance_scale=_pick(guidance, settings, "guidance_scale"),
+        negative_prompt=_pick(negative_prompt, settings, "negative_prompt"),
+        tar=tar_config, interpolation=_pick(interpolation, settings, "interpolation", "linear"),
+        fps=_pick(cond_fps, settings, "fps"), eta=settings.get("eta"),
+        generator=torch.Generator("cpu").manual_seed(seed), progress=not quiet,
+    )
+    write_video(result.frames[0], out, fps=fps, overwrite=overwrite)
+    metadata = {
+        "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
+        "synopsis_source": "manual" if synopsis or recorded.get("synopsis_source") == "manual" else "prompt",
+        "keyframes": result.keyframes, "model": model, "model_path": str(model_path) if model_path else None,
+        "seed": seed, "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
+        "fps": fps, "settings": result.settings, "output": out.name,
+        "command": " ".join(["vstar", *sys.argv[1:]]) if sys.argv else "vstar generate",
+    }
+    write_sidecar(metadata, sidecar, overwrite=overwrite)
+    typer.echo(f"wrote {out} ({len(result.frames[0])} frames) and {sidecar}")

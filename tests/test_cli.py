@@ -1,0 +1,109 @@
+"""The `vstar` command on a tiny offline model: a playable video, a sidecar that reproduces it, errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from vstar.cli import app
+from vstar.io import read_video
+
+runner = CliRunner()
+FAST = ["--model", "tiny-modelscope", "--steps", "2", "--seed", "3", "--quiet"]
+
+
+def vstar(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_generate_writes_a_video_with_the_requested_frames_and_a_sidecar(tmp_path):
+    out = tmp_path / "clip.mp4"
+    result = vstar("generate", "a red circle turning into a blue square", "--synopsis", "a red circle",
+                   "--synopsis", "a blue square", *FAST, "--frames", 10, "--fps", 5, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert read_video(out).shape == (10, 64, 64, 3)
+    meta = json.loads((tmp_path / "clip.json").read_text())
+    assert meta["prompt"] == "a red circle turning into a blue square"
+    assert meta["synopsis"] == ["a red circle", "a blue square"] and meta["synopsis_source"] == "manual"
+    assert meta["model"] == "tiny-modelscope" and meta["seed"] == 3 and meta["fps"] == 5
+    assert meta["settings"]["num_frames"] == 10 and meta["settings"]["tar"] == "64D1"
+    assert meta["keyframes"] == [0, 9] and meta["vstar_version"]
+
+
+def test_from_sidecar_reproduces_the_video_bit_for_bit(tmp_path):
+    first = tmp_path / "first.mp4"
+    assert vstar("generate", "a green triangle", *FAST, "--frames", 6, "--tar", "64D1_32D8", "--out", first).exit_code == 0
+    again = tmp_path / "again.mp4"
+    result = vstar("generate", "--from", tmp_path / "first.json", "--quiet", "--out", again)
+    assert result.exit_code == 0, result.output
+    assert again.read_bytes() == first.read_bytes()
+    meta = json.loads((tmp_path / "again.json").read_text())
+    assert meta["settings"]["tar"] == "64D1_32D8" and meta["seed"] == 3
+    changed = tmp_path / "changed.mp4"
+    assert vstar("generate", "--from", tmp_path / "first.json", "--seed", 4, "--quiet", "--out", changed).exit_code == 0
+    assert changed.read_bytes() != first.read_bytes()
+
+
+def test_no_tar_is_recorded_and_reproduced(tmp_path):
+    out = tmp_path / "plain.gif"
+    assert vstar("generate", "a cat", *FAST, "--frames", 4, "--no-tar", "--out", out).exit_code == 0
+    assert json.loads((tmp_path / "plain.json").read_text())["settings"]["tar"] is None
+    again = tmp_path / "again.gif"
+    assert vstar("generate", "--from", tmp_path / "plain.json", "--quiet", "--out", again).exit_code == 0
+    assert json.loads((tmp_path / "again.json").read_text())["settings"]["tar"] is None
+    assert read_video(again).shape[0] == 4
+
+
+def test_png_folder_output(tmp_path):
+    out = tmp_path / "frames"
+    assert vstar("generate", "a cat", *FAST, "--frames", 3, "--out", out).exit_code == 0
+    assert len(list(out.glob("*.png"))) == 3 and (tmp_path / "frames.json").exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(b"keep me")
+    result = vstar("generate", "a cat", *FAST, "--frames", 3, "--out", out)
+    assert result.exit_code == 2 and "--overwrite" in result.output and out.read_bytes() == b"keep me"
+    assert vstar("generate", "a cat", *FAST, "--frames", 3, "--out", out, "--overwrite").exit_code == 0
+    assert read_video(out).shape[0] == 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["generate", "", *FAST], "give a prompt"),
+    (["generate", "a cat", *FAST, "--frames", "1"], "num_frames must be >= 2"),
+    (["generate", "a cat", *FAST, "--tar", "64D0"], "sigma must be > 0"),
+    (["generate", "a cat", *FAST, "--tar", "fast"], "cannot parse TAR preset"),
+    (["generate", "a cat", "--model", "sora"], "unknown model 'sora'"),
+    (["generate", "a cat", *FAST, "--from", "missing.json"], "does not exist"),
+    (["generate", "a cat", *FAST, "--out", "clip.avi"], "unsupported output"),
+    (["generate", "a cat", *FAST, "--model-path", "somewhere"], "takes no model path"),
+    (["generate", "a cat", *FAST, "--interpolation", "cubic"], "unknown interpolation mode"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = vstar(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
+
+
+def test_bad_sidecar_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    result = vstar("generate", "--from", bad)
+    assert result.exit_code == 2 and "not valid JSON" in result.output
+
+
+def test_unwritable_output_path(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = vstar("generate", "a cat", *FAST, "--out", tmp_path / "file" / "clip.mp4")
+    assert result.exit_code == 2 and "not a writable folder" in result.output
+
+
+def test_models_lists_every_backbone_and_availability():
+    result = vstar("models")
+    assert result.exit_code == 0
+    for name in ("modelscope", "zeroscope", "animatediff", "tiny-modelscope", "tiny-animatediff"):
+        assert name in result.output
+    assert "built-in" in result.output and "ali-vilab/text-to-video-ms-1.7b" in result.output
