@@ -1,0 +1,137 @@
+"""The VideoCrafter2 backbone adapter, its loader and a tiny random-weight version for tests and demos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL
+from einops import rearrange
+from torch import nn
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from ..base import Backbone, BackboneDefaults
+from .config import open_clip_text_config
+from .convert import VideoCrafter2Components, convert_videocrafter2_checkpoint, load_components
+from .scheduler import VideoCrafter2DDIMScheduler
+from .tokenizer import openclip_tokenizer, tokenize
+from .unet import VideoCrafter2UNet
+
+HUB_REPO = "VideoCrafter/VideoCrafter2"
+HUB_FILENAME = "model.ckpt"
+
+# scripts/run_text2video.sh of the authors, with VSTAR's 25 steps
+DEFAULTS = BackboneDefaults(height=320, width=512, num_frames=16, num_inference_steps=25, guidance_scale=12.0,
+                            fps=28, max_frames=None, eta=1.0)
+TINY_DEFAULTS = BackboneDefaults(height=64, width=64, num_frames=8, num_inference_steps=4, guidance_scale=12.0,
+                                 fps=28, max_frames=None, eta=1.0)
+
+
+class VideoCrafter2Backbone(Backbone):
+    """VideoCrafter2 (t2v 512 v2.0): fps-conditioned 3D UNet, KL-f8 VAE, OpenCLIP ViT-H-14 penultimate layer."""
+
+    name = "videocrafter2"
+
+    def __init__(self, unet: VideoCrafter2UNet, vae: AutoencoderKL, text_encoder: CLIPTextModel,
+                 tokenizer: CLIPTokenizer, scheduler: VideoCrafter2DDIMScheduler,
+                 defaults: BackboneDefaults = DEFAULTS, model_id: str | None = HUB_REPO):
+        super().__init__(unet, vae, text_encoder, tokenizer, scheduler, defaults, model_id)
+
+    @classmethod
+    def from_components(cls, components: VideoCrafter2Components, defaults: BackboneDefaults = DEFAULTS,
+                        model_id: str | None = HUB_REPO) -> VideoCrafter2Backbone:
+        return cls(components.unet, components.vae, components.text_encoder, components.tokenizer,
+                   components.scheduler, defaults, model_id)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """``K`` texts -> ``(K, 77, D)``: OpenCLIP tokens, text tower up to its penultimate block, ``ln_final``."""
+        device = self.text_encoder.device
+        hidden = self.text_encoder(tokenize(self.tokenizer, texts).to(device)).last_hidden_state
+        return hidden.to(device=self.device, dtype=self.dtype)
+
+    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
+                      fps: int | None = None) -> torch.Tensor:
+        """latents ``(B, C, F, h, w)``, context ``(B*F, S, D)`` (``(b f)`` order) -> noise ``(B, C, F, h, w)``."""
+        fps = self.defaults.fps if fps is None else fps
+        return self.unet(latents, timestep, context, fps=fps).sample
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
+        """``(B, C, F, h, w)`` latents -> video ``(B, F, 3, 8h, 8w)`` in [0, 1], ``chunk_size`` frames per VAE call."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        vae_dtype = next(self.vae.parameters()).dtype
+        frames = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
+        images = torch.cat([self.vae.decode(chunk.to(vae_dtype)).sample for chunk in frames.split(chunk_size)])
+        video = ((images.float() + 1) / 2).clamp(0, 1)
+        return rearrange(video, "(b f) c h w -> b f c h w", b=latents.shape[0])
+
+
+def load_videocrafter2(path: str | Path | None = None, torch_dtype: torch.dtype = torch.float32,
+                       device: str | torch.device = "cpu") -> VideoCrafter2Backbone:
+    """Load VideoCrafter2 from a converted folder, an original ``.ckpt``/``.safetensors`` file, or the Hub.
+
+    ``path`` None downloads ``model.ckpt`` of ``VideoCrafter/VideoCrafter2`` (about 10 GB); a Hub repo id
+    (``owner/name``) that is not a local path downloads that repo's ``model.ckpt``. Original checkpoints are
+    converted in memory; convert once with ``vstar convert-videocrafter2`` to load faster.
+    """
+    if path is None or (not Path(path).exists() and str(path).count("/") == 1):
+        from huggingface_hub import hf_hub_download
+
+        repo = HUB_REPO if path is None else str(path)
+        model_id, path = repo, hf_hub_download(repo, HUB_FILENAME)
+    else:
+        model_id = str(path)
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model_index.json").exists():
+            raise FileNotFoundError(f"{path} has no model_index.json; pass a folder written by "
+                                    "`vstar convert-videocrafter2` or the original model.ckpt")
+        components = load_components(path, torch_dtype)
+    elif path.is_file():
+        components = convert_videocrafter2_checkpoint(path, torch_dtype=torch_dtype)
+    else:
+        raise FileNotFoundError(f"no VideoCrafter2 checkpoint or converted folder at {path}")
+    return VideoCrafter2Backbone.from_components(components, model_id=model_id).to(device)
+
+
+# --- tiny random model -----------------------------------------------------------------------------------------
+
+TINY_UNET_CONFIG = {
+    "block_out_channels": (32, 64, 32, 32), "layers_per_block": 2, "attention_levels": (True, True, True, False),
+    "attention_head_dim": 8, "cross_attention_dim": 32,
+}
+TINY_VAE_CONFIG = {
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": (32, 64, 32, 32), "layers_per_block": 2, "latent_channels": 4, "norm_num_groups": 32,
+    "sample_size": 64, "scaling_factor": 0.18215,
+}
+
+
+def _redraw_zero_weights(model: nn.Module, generator: torch.Generator) -> None:
+    """Give zero-initialised layers (e.g. the last temporal conv) random weights, so every part has an effect."""
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and not weight.any():
+            bound = (weight[0].numel()) ** -0.5
+            with torch.no_grad():
+                weight.uniform_(-bound, bound, generator=generator)
+                if module.bias is not None:
+                    module.bias.uniform_(-bound, bound, generator=generator)
+
+
+def tiny_videocrafter2(seed: int = 0) -> VideoCrafter2Backbone:
+    """A VideoCrafter2-architecture backbone with tiny random weights (about 5.5 M parameters), built offline.
+
+    Same seed, same weights. The tokenizer is the real OpenCLIP one; use sizes that are multiples of 64 pixels.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = VideoCrafter2UNet(**TINY_UNET_CONFIG)
+        vae = AutoencoderKL(**TINY_VAE_CONFIG)
+        text_encoder = CLIPTextModel(open_clip_text_config(width=32, layers=3, heads=4))
+    generator = torch.Generator().manual_seed(seed)
+    _redraw_zero_weights(unet, generator)
+    return VideoCrafter2Backbone(unet.eval(), vae.eval(), text_encoder.eval(), openclip_tokenizer(),
+                                 VideoCrafter2DDIMScheduler(), TINY_DEFAULTS, model_id="tiny-videocrafter2")
