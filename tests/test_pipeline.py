@@ -106,3 +106,43 @@ def test_animatediff_frame_limit():
     assert out.frames.shape[:2] == (1, 6)
     with pytest.raises(ValueError, match="at most 32 frames"):
         run(pipe, num_frames=33)
+
+
+def test_without_tar_and_synopsis_it_is_the_stock_diffusers_pipeline(pipe):
+    """Independent reference: diffusers' own text-to-video pipeline on the same components and noise."""
+    import warnings
+
+    from diffusers import TextToVideoSDPipeline
+
+    b = pipe.backbone
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the stock pipeline is deprecated; it is only the reference here
+        stock = TextToVideoSDPipeline(vae=b.vae, text_encoder=b.text_encoder, tokenizer=b.tokenizer, unet=b.unet,
+                                      scheduler=b.scheduler)
+    stock.set_progress_bar_config(disable=True)
+    latents = torch.randn(1, b.latent_channels, 8, 8, 8, generator=torch.Generator().manual_seed(9))
+    kwargs = {"num_frames": 8, "height": 64, "width": 64, "num_inference_steps": 3, "guidance_scale": 6.0}
+    want = stock("a red circle", negative_prompt="blurry", latents=latents.clone(), output_type="latent",
+                 **kwargs).frames
+    got = run(pipe, prompt="a red circle", negative_prompt="blurry", tar=None, latents=latents.clone(),
+              output_type="latent", **kwargs).frames
+    torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0)
+
+
+def test_animatediff_matches_the_stock_diffusers_pipeline():
+    import warnings
+
+    from diffusers import AnimateDiffPipeline
+
+    pipe = VSTARPipeline.from_pretrained("tiny-animatediff", device="cpu")
+    b = pipe.backbone
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stock = AnimateDiffPipeline(vae=b.vae, text_encoder=b.text_encoder, tokenizer=b.tokenizer, unet=b.unet,
+                                    motion_adapter=None, scheduler=b.scheduler)
+    stock.set_progress_bar_config(disable=True)
+    latents = torch.randn(1, b.latent_channels, 6, 8, 8, generator=torch.Generator().manual_seed(9))
+    kwargs = {"num_frames": 6, "height": 64, "width": 64, "num_inference_steps": 3, "guidance_scale": 6.0}
+    want = stock("a red circle", negative_prompt="", latents=latents.clone(), output_type="latent", **kwargs).frames
+    got = run(pipe, prompt="a red circle", tar=None, latents=latents.clone(), output_type="latent", **kwargs).frames
+    torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0)
