@@ -253,11 +253,10 @@ def clean_state(text: str) -> str | None:
     s = " ".join(text.split())
     for _ in range(4):  # markers can stack: "- 1. **State 1:** ..."
         before = s
-        s = _HEADING.sub("", s)
-        s = _MARKER.sub("", s)
-        s = _LABEL.sub("", s)
-        s = _drop_bold_title(s)
-        s = s.strip()
+        for strip in (_HEADING.sub, _MARKER.sub, _LABEL.sub):
+            stripped = strip("", s).strip()
+            s = stripped if any(ch.isalnum() for ch in stripped) else s  # "State 3" alone stays
+        s = _drop_bold_title(s).strip()
         if s == before:
             break
     plain = _PLAIN_TITLE.match(s)
