@@ -68,22 +68,26 @@ class VideoCrafter2Backbone(Backbone):
         return rearrange(video, "(b f) c h w -> b f c h w", b=latents.shape[0])
 
 
-def load_videocrafter2(path: str | Path | None = None, torch_dtype: torch.dtype = torch.float32,
-                       device: str | torch.device = "cpu") -> VideoCrafter2Backbone:
+def load_videocrafter2(
+    model: str | Path = HUB_REPO,
+    *,
+    model_path: str | Path | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    defaults: BackboneDefaults | None = None,
+) -> VideoCrafter2Backbone:
     """Load VideoCrafter2 from a converted folder, an original ``.ckpt``/``.safetensors`` file, or the Hub.
 
-    ``path`` None downloads ``model.ckpt`` of ``VideoCrafter/VideoCrafter2`` (about 10 GB); a Hub repo id
-    (``owner/name``) that is not a local path downloads that repo's ``model.ckpt``. Original checkpoints are
-    converted in memory; convert once with ``vstar convert-videocrafter2`` to load faster.
+    ``model`` is a Hub repo id whose ``model.ckpt`` is downloaded (the default, about 10 GB) or a local path;
+    ``model_path`` (a local path) takes precedence. Original checkpoints are converted in memory; convert once
+    with ``vstar convert-videocrafter2`` to load faster. ``dtype`` defaults to float32.
     """
-    if path is None or (not Path(path).exists() and str(path).count("/") == 1):
+    path = Path(model_path if model_path is not None else model)
+    if model_path is None and not path.exists():
         from huggingface_hub import hf_hub_download
 
-        repo = HUB_REPO if path is None else str(path)
-        model_id, path = repo, hf_hub_download(repo, HUB_FILENAME)
-    else:
-        model_id = str(path)
-    path = Path(path)
+        path = Path(hf_hub_download(str(model), HUB_FILENAME))
+    torch_dtype = dtype or torch.float32
     if path.is_dir():
         if not (path / "model_index.json").exists():
             raise FileNotFoundError(f"{path} has no model_index.json; pass a folder written by "
@@ -93,7 +97,8 @@ def load_videocrafter2(path: str | Path | None = None, torch_dtype: torch.dtype 
         components = convert_videocrafter2_checkpoint(path, torch_dtype=torch_dtype)
     else:
         raise FileNotFoundError(f"no VideoCrafter2 checkpoint or converted folder at {path}")
-    return VideoCrafter2Backbone.from_components(components, model_id=model_id).to(device)
+    backbone = VideoCrafter2Backbone.from_components(components, defaults or DEFAULTS, model_id=str(model))
+    return backbone.to(device or "cpu")
 
 
 # --- tiny random model -----------------------------------------------------------------------------------------
@@ -121,7 +126,7 @@ def _redraw_zero_weights(model: nn.Module, generator: torch.Generator) -> None:
                     module.bias.uniform_(-bound, bound, generator=generator)
 
 
-def tiny_videocrafter2(seed: int = 0) -> VideoCrafter2Backbone:
+def tiny_videocrafter2(seed: int = 0, device: str | torch.device | None = None) -> VideoCrafter2Backbone:
     """A VideoCrafter2-architecture backbone with tiny random weights (about 5.5 M parameters), built offline.
 
     Same seed, same weights. The tokenizer is the real OpenCLIP one; use sizes that are multiples of 64 pixels.
@@ -133,5 +138,6 @@ def tiny_videocrafter2(seed: int = 0) -> VideoCrafter2Backbone:
         text_encoder = CLIPTextModel(open_clip_text_config(width=32, layers=3, heads=4))
     generator = torch.Generator().manual_seed(seed)
     _redraw_zero_weights(unet, generator)
-    return VideoCrafter2Backbone(unet.eval(), vae.eval(), text_encoder.eval(), openclip_tokenizer(),
-                                 VideoCrafter2DDIMScheduler(), TINY_DEFAULTS, model_id="tiny-videocrafter2")
+    backbone = VideoCrafter2Backbone(unet.eval(), vae.eval(), text_encoder.eval(), openclip_tokenizer(),
+                                     VideoCrafter2DDIMScheduler(), TINY_DEFAULTS, model_id="tiny-videocrafter2")
+    return backbone.to(device or "cpu")

@@ -155,7 +155,14 @@ def _vae_renamer(vae: AutoencoderKL) -> Renamer:
 
 
 def _text_renamer(text_encoder: CLIPTextModel) -> Renamer:
-    return _per_key(lambda key, tensor: convert_open_clip_checkpoint(text_encoder, {key: tensor}, prefix=TEXT_PREFIX))
+    """diffusers' OpenCLIP mapping; its ``text_model.`` prefix is dropped where the model has none (transformers 5)."""
+    nested = any(key.startswith("text_model.") for key in text_encoder.state_dict())
+
+    def rename(key: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = convert_open_clip_checkpoint(text_encoder, {key: tensor}, prefix=TEXT_PREFIX)
+        return out if nested else {k.removeprefix("text_model."): v for k, v in out.items()}
+
+    return _per_key(rename)
 
 
 def unused_text_keys(text_encoder: CLIPTextModel) -> frozenset[str]:
