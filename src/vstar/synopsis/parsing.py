@@ -253,14 +253,14 @@ def clean_state(text: str) -> str | None:
     s = " ".join(text.split())
     for _ in range(4):  # markers can stack: "- 1. **State 1:** ..."
         before = s
-        for strip in (_HEADING.sub, _MARKER.sub, _LABEL.sub):
-            stripped = strip("", s).strip()
-            s = stripped if any(ch.isalnum() for ch in stripped) else s  # "State 3" alone stays
+        s = _MARKER.sub("", _HEADING.sub("", s)).strip()
+        unlabelled = _LABEL.sub("", s).strip()
+        s = unlabelled if any(ch.isalnum() for ch in unlabelled) else s  # "State 3" alone stays
         s = _drop_bold_title(s).strip()
         if s == before:
             break
     plain = _PLAIN_TITLE.match(s)
-    if plain and len(s) - plain.end() > 12 and _is_title_case(plain.group("title")):
+    if plain and len(s[plain.end() :].split()) >= 2 and _is_title_case(plain.group("title")):
         s = s[plain.end() :]
     s = s.replace("**", "").replace("__", "").replace("`", "")
     s = s.strip().rstrip(",;").strip()
