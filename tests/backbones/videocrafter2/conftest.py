@@ -42,11 +42,20 @@ def tiny_configs() -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="session")
-def converted_tiny(tiny_configs):
+def tiny_original_weights() -> dict[str, torch.Tensor]:
+    """The fixtures' tiny UNet and VAE weights under the original keys (``model.diffusion_model.*``,
+    ``first_stage_model.*``), float32."""
+    return {**load_fp32("tiny/unet.safetensors"), **load_fp32("tiny/vae.safetensors")}
+
+
+@pytest.fixture(scope="session")
+def converted_tiny(tiny_configs, tiny_original_weights):
     """The fixtures' tiny UNet and VAE, converted from the original key layout and loaded strictly."""
     unet, vae, _ = empty_models(*tiny_configs)
-    unet = load_converted(unet, convert_unet_state_dict(load_fp32("tiny/unet.safetensors"), unet))
-    vae = load_converted(vae, convert_vae_state_dict(load_fp32("tiny/vae.safetensors"), vae))
+    unet_source = {k: v for k, v in tiny_original_weights.items() if k.startswith("model.diffusion_model.")}
+    vae_source = {k: v for k, v in tiny_original_weights.items() if k.startswith("first_stage_model.")}
+    unet = load_converted(unet, convert_unet_state_dict(unet_source, unet))
+    vae = load_converted(vae, convert_vae_state_dict(vae_source, vae))
     return unet, vae
 
 
