@@ -40,6 +40,5 @@ class ManualBackend(SynopsisBackend):
         if self.states is not None:
             return Proposal(states=list(self.states))
         assert self.file is not None
-        select = self.select if self.select is not None else (prompt or None)
-        file_prompt, states = read_synopsis_file(self.file, select=select)
+        file_prompt, states = read_synopsis_file(self.file, select=self.select, prompt=prompt or None)
         return Proposal(states=states, prompt=file_prompt)

@@ -74,8 +74,9 @@ class TransformersBackend(LLMBackend):
                 )
                 self._loaded = model.to(self.device) if self.device else model
         except (OSError, ValueError) as exc:
+            detail = " ".join(str(exc).split()).rstrip(". ")
             raise BackendError(
-                f"cannot load the model {name!r}: {exc}; check the model id or path (download it first when "
+                f"cannot load the model {name!r}: {detail}; check the model id or path (download it first when "
                 "offline)"
             ) from None
         return self._tokenizer, self._loaded
