@@ -10,6 +10,7 @@ from vstar.backbones.animatediff import (
     tiny_animatediff,
     tiny_animatediff_parts,
 )
+from vstar.backbones.base import BackboneDefaults
 from vstar.backbones.loading import PIPELINE_SUBFOLDERS, ModelNotAvailableError, save_backbone
 
 
@@ -66,6 +67,12 @@ def test_documented_defaults(base_and_adapter):
     loaded = load_animatediff(model_path=base_and_adapter, device="cpu")
     d = loaded.defaults
     assert (d.height, d.width, d.num_frames, d.guidance_scale, d.fps) == (512, 512, 16, 7.5, 8)
+
+
+def test_given_defaults_keep_the_models_frame_limit(base_and_adapter):
+    defaults = BackboneDefaults(height=256, width=384, num_frames=24)
+    loaded = load_animatediff(model_path=base_and_adapter, device="cpu", defaults=defaults)
+    assert (loaded.defaults.height, loaded.defaults.width, loaded.defaults.max_frames) == (256, 384, 32)
 
 
 def test_base_folder_with_motion_adapter_loads_the_tiny_model(tiny, base_and_adapter):

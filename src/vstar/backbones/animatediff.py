@@ -7,6 +7,7 @@ cannot generate more frames than that (and degrades past its 16 training frames)
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -54,8 +55,15 @@ class AnimateDiffBackbone(DiffusersVideoBackbone):
 
 def animatediff_defaults(unet: UNetMotionModel) -> BackboneDefaults:
     """AnimateDiff's documented settings; ``max_frames`` is the motion modules' positional embedding length."""
-    return BackboneDefaults(height=512, width=512, num_frames=16, num_inference_steps=25, guidance_scale=7.5,
-                            fps=8, max_frames=int(unet.config.motion_max_seq_length))
+    return with_frame_limit(
+        BackboneDefaults(height=512, width=512, num_frames=16, num_inference_steps=25, guidance_scale=7.5, fps=8),
+        unet,
+    )
+
+
+def with_frame_limit(defaults: BackboneDefaults, unet: UNetMotionModel) -> BackboneDefaults:
+    """``defaults`` with ``max_frames`` set to what the UNet can run: its motion modules' positional length."""
+    return replace(defaults, max_frames=int(unet.config.motion_max_seq_length))
 
 
 def load_animatediff(
@@ -81,7 +89,8 @@ def load_animatediff(
         adapter_path: a folder holding a saved ``MotionAdapter``.
         device: default the first CUDA GPU if there is one, else the CPU.
         dtype: default float32.
-        defaults: generation settings; default AnimateDiff's (512x512, 16 frames, guidance 7.5).
+        defaults: generation settings; default AnimateDiff's (512x512, 16 frames, guidance 7.5). Their
+            ``max_frames`` is always the motion adapter's limit.
         cache_dir: the hub cache to use instead of the default one.
 
     The scheduler is DDIM from the base model's config with AnimateDiff's settings (linear betas,
@@ -97,17 +106,29 @@ def load_animatediff(
         unet = source.load(UNetMotionModel.from_pretrained, "unet")
     else:
         motion_adapter = _adapter_source(source, adapter, adapter_path).load(MotionAdapter.from_pretrained)
-        unet = UNetMotionModel.from_unet2d(source.load(UNet2DConditionModel.from_pretrained, "unet"), motion_adapter)
+        unet = motion_unet(source.load(UNet2DConditionModel.from_pretrained, "unet"), motion_adapter)
     backbone = AnimateDiffBackbone(
         unet=unet,
         vae=source.load(AutoencoderKL.from_pretrained, "vae"),
         text_encoder=source.load(CLIPTextModel.from_pretrained, "text_encoder"),
         tokenizer=source.load_tokenizer(CLIPTokenizer.from_pretrained),
         scheduler=source.load(DDIMScheduler.from_pretrained, "scheduler", **ANIMATEDIFF_SCHEDULER),
-        defaults=defaults or animatediff_defaults(unet),
+        defaults=with_frame_limit(defaults or animatediff_defaults(unet), unet),
         model_id=f"{base}+{adapter}" if model_path is None else str(model_path),
     )
     return backbone.to(device=default_device(device), dtype=dtype or torch.float32).eval()
+
+
+def motion_unet(unet: UNet2DConditionModel, motion_adapter: MotionAdapter) -> UNetMotionModel:
+    """``UNetMotionModel.from_unet2d`` without its spurious "modules that should be kept in float32: []"
+    warning (it casts the new model to the 2D UNet's own dtype, which is harmless)."""
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return UNetMotionModel.from_unet2d(unet, motion_adapter)
+    finally:
+        logger.setLevel(level)
 
 
 def _adapter_source(base: ModelSource, adapter: str, adapter_path: str | os.PathLike[str] | None) -> ModelSource:
@@ -150,7 +171,7 @@ def tiny_animatediff(seed: int = 0, device: str | torch.device | None = None) ->
     """
     parts = tiny_animatediff_parts(seed)
     with seeded(seed):  # from_unet2d initialises the model before copying the weights in
-        unet = UNetMotionModel.from_unet2d(parts["unet"], parts["motion_adapter"]).eval()
+        unet = motion_unet(parts["unet"], parts["motion_adapter"]).eval()
     backbone = AnimateDiffBackbone(
         unet=unet, vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
         scheduler=parts["scheduler"], model_id="tiny-animatediff",

@@ -126,8 +126,9 @@ class ModelSource:
 
         def load_checked(*args: Any, **kwargs: Any) -> T:
             tokenizer = loader(*args, **kwargs)
-            if len(tokenizer) < MIN_TOKENIZER_SIZE:  # type: ignore[arg-type]
-                raise OSError(f"no tokenizer vocabulary in '{subfolder}' (got {len(tokenizer)} tokens)")  # type: ignore[arg-type]
+            size = len(tokenizer)  # type: ignore[arg-type]
+            if size < MIN_TOKENIZER_SIZE:
+                raise OSError(f"no tokenizer vocabulary in '{subfolder}' (got {size} tokens)")
             return tokenizer
 
         return self.load(load_checked, subfolder)
@@ -136,8 +137,8 @@ class ModelSource:
         """The error for missing files: what is missing, where it was looked up, and how to fix it."""
         return ModelNotAvailableError(
             f"model {self.repo_id!r} is not available: {reason}. Point vstar at {self.local_copy}, or fetch it on "
-            f"a machine with network with `huggingface-cli download {self.repo_id}` (add --local-dir DIR for a "
-            "folder to pass as --model-path) and run again."
+            f"a machine with network with `huggingface-cli download {self.repo_id}` (`hf download` in newer "
+            "huggingface_hub; add --local-dir DIR to get a folder) and run again."
         )
 
 
