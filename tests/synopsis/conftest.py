@@ -25,10 +25,15 @@ def _isolated_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def prompt_list() -> list[dict]:
+def prompt_list_path() -> Path:
     if not PROMPT_LIST.is_file():
         pytest.skip(f"the paper's prompt list is not available at {PROMPT_LIST}")
-    return json.loads(PROMPT_LIST.read_text(encoding="utf-8"))
+    return PROMPT_LIST
+
+
+@pytest.fixture
+def prompt_list(prompt_list_path) -> list[dict]:
+    return json.loads(prompt_list_path.read_text(encoding="utf-8"))
 
 
 def completion(content: str, model: str = "test-model") -> dict[str, Any]:

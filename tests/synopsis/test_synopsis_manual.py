@@ -24,12 +24,10 @@ def test_paper_prompt_list_round_trips_unchanged(prompt_list, tmp_path):
             assert synopsis.backend == "manual"
 
 
-def test_the_shared_file_itself_loads(prompt_list):
-    from conftest import PROMPT_LIST
-
-    synopsis = load_synopsis_file(PROMPT_LIST, select=2)
+def test_the_shared_file_itself_loads(prompt_list_path):
+    synopsis = load_synopsis_file(prompt_list_path, select=2)
     assert len(synopsis.states) == 9  # more than max_states: manual states are never trimmed
-    assert make_synopsis(synopsis.prompt, file=PROMPT_LIST).states == synopsis.states
+    assert make_synopsis(synopsis.prompt, file=prompt_list_path).states == synopsis.states
 
 
 def test_single_object(tmp_path):

@@ -43,6 +43,8 @@ FORMATS = {
     "duplicates": "1. A young boy\n2. a young boy.\n3. An old man\n4. An old man",
     "empty items": "1. A young boy\n2. \n3. **  **\n4. An old man",
     "one item per line": "A young boy\nAn old man",
+    "list inside a text fence": "```text\n1. A young boy\n2. An old man\n```",
+    "quoted items without brackets": '"A young boy", "An old man"',
 }
 
 

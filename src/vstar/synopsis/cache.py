@@ -52,6 +52,7 @@ class SynopsisCache:
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` atomically; a cache that cannot be written is silently skipped."""
+        tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
@@ -59,4 +60,5 @@ class SynopsisCache:
                 json.dump(record, handle, ensure_ascii=False, indent=1)
             os.replace(tmp, self.path(key))
         except OSError:
-            return
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)

@@ -128,6 +128,8 @@ def _from_json(text: str) -> list[str]:
 def _json_candidates(block: str) -> list[str]:
     block = block.strip()
     out = [block]
+    if block[:1] == '"' and block.rstrip(",")[-1:] == '"':  # "a", "b" without the brackets
+        out.append(f"[{block.rstrip(',')}]")
     for opener, closer in (("[", "]"), ("{", "}")):
         start, end = block.find(opener), block.rfind(closer)
         if 0 <= start < end:
@@ -191,7 +193,7 @@ def _dict_text(value: dict) -> str | None:
 
 
 def _from_lines(text: str) -> list[str]:
-    lines = text.splitlines()
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("```")]
     if any(_ITEM_LINE.match(line) for line in lines):
         return _from_list(lines)
     paragraph = [line for line in (ln.strip() for ln in lines) if line and not _is_chatter(line)]
