@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vstar.synopsis import SynopsisInputError, decompose, make_synopsis
 
@@ -212,3 +214,24 @@ def test_rules_is_the_auto_default():
 def test_empty_prompt(prompt):
     with pytest.raises(SynopsisInputError, match="prompt is empty"):
         decompose(prompt)
+
+
+WORDS = st.sampled_from(
+    ["from", "to", "till", "then", "becomes", "turns into", "starts to", "the life cycle of", "is getting old",
+     "until", "a", "boy", "winter", "spring", "dawn", ",", "'s", "being", "made", "appears after", "making",
+     "through the seasons", "process of", "transformation", "dark", "bright", "   "]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(WORDS, st.text(max_size=12)), min_size=1, max_size=12).map(" ".join))
+def test_never_crashes_and_gives_clean_states(prompt):
+    if not any(ch.isalnum() for ch in prompt):
+        with pytest.raises(SynopsisInputError, match="prompt is empty"):
+            decompose(prompt)
+        return
+    result = decompose(prompt, max_states=6)
+    assert 1 <= len(result.states) <= 6
+    for state in result.states:
+        assert state.strip() and len(state.splitlines()) == 1
+    assert (result.rule is None) == bool(result.notes and "no change" in result.notes[0])

@@ -73,7 +73,7 @@ def decompose(prompt: str, *, num_states: int | None = None, max_states: int = 8
     ``num_states`` asks for that many states where the change allows it; at most ``max_states`` come back.
     """
     text = _normalize(prompt)
-    if not text:
+    if not any(ch.isalnum() for ch in text):
         raise SynopsisInputError("the prompt is empty; describe the video, e.g. 'a landscape from winter to spring'")
     k = min(num_states or DEFAULT_STATES, max_states)
     clauses = _clauses(text)
@@ -173,7 +173,7 @@ def _rule_from_to(ctx: _Ctx) -> list[Node] | None:
         return _age_walk(ages, ctx)
     life = _life_cycle_of_points(points)
     if not subject and life:
-        return life_nodes(life, ctx)
+        return _life_nodes(life, ctx)
     if subject:
         return _ladder_nodes(points, ctx, lambda x, y, word: f"{subject}, {word} from {x} to {y}",
                              lambda p: f"{subject}, {p}")  # fmt: skip
@@ -275,7 +275,7 @@ def _rule_transform(ctx: _Ctx) -> list[Node] | None:
         return _age_walk(ages, ctx)
     life = _life_cycle_of_points(points)
     if life:
-        return life_nodes(life, ctx)
+        return _life_nodes(life, ctx)
     if ctx.scene:  # "Superman flying in the sky, sunny day becomes a dark rainy day"
         scene = ctx.scene
         return _ladder_nodes(points, ctx, _give_way(scene), lambda p: f"{scene}, {p}")
@@ -354,6 +354,8 @@ def _rule_being(ctx: _Ctx) -> list[Node] | None:
     if not m:
         return None
     x, v, rest = _join(ctx.scene, m.group("x")), m.group("v").lower(), m.group("rest")
+    if "being" not in ctx.core.lower() and v not in V.COOK_VERBS | V.FINISH_VERBS:
+        return _adjective_nodes(x + rest, v, ctx)  # "a man is getting tired"
     first = f"{x}{rest}, still raw" if v in V.COOK_VERBS else f"{x} in the early stage of being {v}{rest}"
     if v in V.FINISH_VERBS and _first_word(x) in ("a", "an", "the"):
         last = f"{'The' if _first_word(x) == 'the' else 'A'} finished {_strip_det(x)}{rest}"
@@ -647,7 +649,7 @@ def _life_cycle_of_points(points: list[str]) -> tuple[str, list[int], str] | Non
     return None
 
 
-def life_nodes(life: tuple[str, list[int], str], ctx: _Ctx) -> list[Node]:
+def _life_nodes(life: tuple[str, list[int], str], ctx: _Ctx) -> list[Node]:
     """Nodes of a life cycle from its first named stage to its last."""
     name, indices, noun = life
     stages = V.LIFE_CYCLES[name]
