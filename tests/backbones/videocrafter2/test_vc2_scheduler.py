@@ -49,6 +49,19 @@ def test_timesteps_match_the_original_uniform_discretisation():
     assert scheduler.init_noise_sigma == 1.0
 
 
+@pytest.mark.parametrize("steps", [3, 7, 30, 999])
+def test_step_counts_that_do_not_divide_1000_give_exactly_that_many_valid_steps(steps):
+    scheduler = VideoCrafter2DDIMScheduler()
+    scheduler.set_timesteps(steps)
+    timesteps = scheduler.timesteps.tolist()
+    assert len(timesteps) == steps and timesteps[-1] == 1 and timesteps[0] <= 999
+    assert all(a - b == 1000 // steps for a, b in zip(timesteps, timesteps[1:], strict=False))
+    x = torch.zeros(2)
+    for t in scheduler.timesteps:
+        x = scheduler.step(torch.ones(2), t, x).prev_sample
+    assert torch.isfinite(x).all()
+
+
 def test_scale_arr_matches_the_recorded_checkpoints():
     scale = VideoCrafter2DDIMScheduler().scale_arr
     assert len(scale) == 1400
@@ -91,8 +104,9 @@ def test_unknown_timestep_and_bad_step_count_raise():
     scheduler.set_timesteps(10)
     with pytest.raises(ValueError, match="timestep 500 is not one of"):
         scheduler.step(torch.zeros(1), 500, torch.zeros(1))
-    with pytest.raises(ValueError, match="num_inference_steps must be in 1..1000"):
-        scheduler.set_timesteps(0)
+    for bad in (0, 1000):
+        with pytest.raises(ValueError, match=r"num_inference_steps must be in 1\.\.999"):
+            scheduler.set_timesteps(bad)
 
 
 def test_config_round_trip(tmp_path):

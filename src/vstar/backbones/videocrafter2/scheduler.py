@@ -60,15 +60,17 @@ class VideoCrafter2DDIMScheduler(SchedulerMixin, ConfigMixin):
         self.timesteps = torch.from_numpy(np.arange(num_train_timesteps)[::-1].copy())
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
-        """Uniform DDIM timesteps ``range(0, T, T // n) + 1``, descending (50 steps: 981, 961, ..., 1).
+        """``n`` uniform DDIM timesteps ``k * (T // n) + 1``, descending (50 steps: 981, 961, ..., 1).
 
-        As in the original sampler, ``n`` that does not divide ``T`` yields a few more steps (30 -> 31).
+        This is the original ``range(0, T, T // n) + 1`` whenever ``n`` divides ``T`` (25, 50, ...). For other
+        ``n`` the original yields extra steps (30 -> 31) or an index past ``T - 1`` (3 -> 1000); here it is
+        always exactly ``n`` steps.
         """
         total = self.config.num_train_timesteps
-        if not 0 < num_inference_steps <= total:
-            raise ValueError(f"num_inference_steps must be in 1..{total}, got {num_inference_steps}")
-        ascending = np.arange(0, total, total // num_inference_steps) + 1
-        self.num_inference_steps = len(ascending)
+        if not 0 < num_inference_steps < total:  # the +1 offset leaves room for T - 1 steps at most
+            raise ValueError(f"num_inference_steps must be in 1..{total - 1}, got {num_inference_steps}")
+        ascending = np.arange(num_inference_steps) * (total // num_inference_steps) + 1
+        self.num_inference_steps = num_inference_steps
         self.timesteps = torch.from_numpy(ascending[::-1].copy()).to(device=device, dtype=torch.long)
 
     def scale_model_input(self, sample: torch.Tensor, timestep: int | torch.Tensor | None = None) -> torch.Tensor:
