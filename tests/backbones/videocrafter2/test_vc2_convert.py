@@ -10,6 +10,7 @@ from vstar.backbones.videocrafter2.convert import (
     convert_unet_state_dict,
     convert_videocrafter2_checkpoint,
     empty_models,
+    load_original_state_dict,
     split_checkpoint,
     unused_text_keys,
 )
@@ -110,3 +111,16 @@ def test_schedule_buffers_are_checked_against_the_scheduler():
     buffers["scale_arr"] = torch.ones(1400)
     with pytest.raises(ConversionError, match="scale_arr"):
         check_schedule(buffers, scheduler)
+
+
+def test_lightning_ckpt_state_dict_is_unwrapped(tmp_path):
+    tensors = {"model.diffusion_model.out.2.bias": torch.arange(4.0), "betas": torch.ones(3)}
+    torch.save({"state_dict": tensors, "epoch": 3}, tmp_path / "model.ckpt")
+    loaded = load_original_state_dict(tmp_path / "model.ckpt")
+    assert loaded.keys() == tensors.keys() and torch.equal(loaded["betas"], tensors["betas"])
+
+
+def test_ckpt_with_arbitrary_objects_is_refused(tmp_path):
+    torch.save({"state_dict": {}, "hyper_parameters": ConversionError("x")}, tmp_path / "model.ckpt")
+    with pytest.raises(ConversionError, match="weights_only=False"):
+        load_original_state_dict(tmp_path / "model.ckpt")

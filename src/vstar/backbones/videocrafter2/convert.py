@@ -17,6 +17,7 @@ Every key must be consumed and every parameter filled with a tensor of the right
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,11 +331,25 @@ def load_converted(model: M, state_dict: Tensors, dtype: torch.dtype = torch.flo
 
 
 def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict of an original ``.ckpt`` (Lightning, ``state_dict`` inside) or ``.safetensors`` file."""
+    """The state dict of an original ``.ckpt`` (Lightning, ``state_dict`` inside) or ``.safetensors`` file.
+
+    ``.ckpt`` files are read with ``weights_only=True`` (no code from the file runs), memory-mapped when the
+    file format allows it.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         return load_file(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConversionError(
+            f"{path} holds Python objects besides tensors, which weights_only loading refuses ({err}). If you "
+            "trust the file, pass torch.load(path, weights_only=False)['state_dict'] to "
+            "convert_videocrafter2_checkpoint instead"
+        ) from None
     return checkpoint.get("state_dict", checkpoint)
 
 
