@@ -36,3 +36,9 @@ def motion_unet():
     adapter = MotionAdapter(block_out_channels=(8, 16, 16), motion_layers_per_block=1, motion_num_attention_heads=2,
                             motion_norm_num_groups=4, motion_max_seq_length=32, use_motion_mid_block=True)
     return UNetMotionModel.from_unet2d(unet2d, adapter).eval()
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Synopsis caches go to a temporary folder, never to the user's cache."""
+    monkeypatch.setenv("VSTAR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -107,3 +107,61 @@ def test_models_lists_every_backbone_and_availability():
     for name in ("modelscope", "zeroscope", "animatediff", "tiny-modelscope", "tiny-animatediff"):
         assert name in result.output
     assert "built-in" in result.output and "ali-vilab/text-to-video-ms-1.7b" in result.output
+
+
+def test_generate_uses_vsp_by_default(tmp_path):
+    out = tmp_path / "vsp.mp4"
+    result = vstar("generate", "a landscape from winter to spring", *FAST, "--frames", 6, "--out", out)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "vsp.json").read_text())
+    assert meta["synopsis_source"] == "rules" and len(meta["synopsis"]) >= 2
+    assert all("landscape" in state.lower() for state in meta["synopsis"])
+    assert "winter" in meta["synopsis"][0].lower() and "spring" in meta["synopsis"][-1].lower()
+    assert meta["synopsis_info"]["instruction_version"]
+    again = tmp_path / "again.mp4"  # --from reuses the recorded states and reproduces the bytes
+    assert vstar("generate", "--from", tmp_path / "vsp.json", "--quiet", "--out", again).exit_code == 0
+    assert again.read_bytes() == out.read_bytes()
+    assert json.loads((tmp_path / "again.json").read_text())["synopsis"] == meta["synopsis"]
+
+
+def test_no_vsp_uses_the_prompt_for_every_frame(tmp_path):
+    out = tmp_path / "plain.mp4"
+    assert vstar("generate", "a landscape from winter to spring", *FAST, "--frames", 4, "--no-vsp",
+                 "--out", out).exit_code == 0
+    meta = json.loads((tmp_path / "plain.json").read_text())
+    assert meta["synopsis"] == ["a landscape from winter to spring"] and meta["synopsis_source"] == "none"
+
+
+def test_synopsis_file_in_the_papers_format(tmp_path):
+    entries = [{"prompt": "a flower blooming", "subprompts": ["a closed bud", "a flower in full bloom"]},
+               {"prompt": "a city from day to night", "subprompts": ["a city by day", "a city at dusk", "a city at night"]}]
+    path = tmp_path / "prompt_list.json"
+    path.write_text(json.dumps(entries))
+    out = tmp_path / "city.gif"
+    result = vstar("generate", *FAST, "--frames", 6, "--synopsis-file", path, "--select", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "city.json").read_text())
+    assert meta["prompt"] == "a city from day to night" and meta["synopsis"] == entries[1]["subprompts"]
+    assert meta["synopsis_source"] == "manual" and meta["keyframes"] == [0, 2, 5]
+    (tmp_path / "broken.json").write_text('{"prompt": "x"}')
+    bad = vstar("generate", *FAST, "--synopsis-file", tmp_path / "broken.json", "--out", tmp_path / "b.mp4")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output and not (tmp_path / "b.mp4").exists()
+
+
+def test_unreachable_llm_server_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port on which nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = vstar("generate", "a landscape from winter to spring", *FAST, "--llm-backend", "openai",
+                   "--llm-base-url", f"http://127.0.0.1:{port}/v1", "--llm-model", "m", "--out", tmp_path / "x.mp4")
+    assert result.exit_code == 1 and f"127.0.0.1:{port}" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_synopsis_command_is_part_of_vstar():
+    result = vstar("synopsis", "a landscape from winter to spring", "--no-cache")
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) >= 2 and all("landscape" in line.lower() for line in lines)

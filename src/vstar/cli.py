@@ -13,6 +13,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 import vstar
+from vstar.synopsis.cli import register as register_synopsis
+from vstar.synopsis.errors import SynopsisError
 
 app = typer.Typer(
     name="vstar", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -37,10 +39,13 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
             raise fail(str(err)) from None
-        except RuntimeError as err:  # models that cannot be loaded, device problems
+        except (RuntimeError, SynopsisError) as err:  # models that cannot be loaded, LLM servers, devices
             raise fail(str(err), code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+register_synopsis(app)
 
 
 @app.command()
@@ -76,11 +81,44 @@ def _pick(flag: Any, recorded: dict[str, Any], key: str, default: Any = None) ->
     return recorded.get(key, default)
 
 
+def synopsis_source(prompt: str | None, synopsis: list[str] | None, synopsis_file: Path | None,
+                    select: str | None, no_vsp: bool, llm_backend: str, llm_model: str | None,
+                    llm_base_url: str | None, num_states: int | None, style: str | None,
+                    quiet: bool) -> dict[str, Any]:
+    """Where the visual states come from: --synopsis, a file, the prompt alone (--no-vsp) or VSP."""
+    from vstar.synopsis import apply_style, load_synopsis_file, make_synopsis
+
+    if synopsis:
+        return {"prompt": prompt, "states": apply_style(list(synopsis), style), "backend": "manual", "style": style}
+    if synopsis_file is not None:
+        result = load_synopsis_file(synopsis_file, select=select, prompt=prompt, style=style)
+        return {**result.to_dict(), "prompt": prompt or result.prompt, "file": str(synopsis_file)}
+    if not (prompt and prompt.strip()):
+        raise ValueError("give a prompt, e.g. vstar generate \"a landscape from winter to spring\", or --from F.json")
+    if no_vsp:
+        return {"prompt": prompt, "states": [prompt], "backend": "none"}
+    opts = {k: v for k, v in (("model", llm_model), ("base_url", llm_base_url)) if v is not None}
+    result = make_synopsis(prompt, backend=llm_backend, num_states=num_states, style=style, **opts)
+    if not quiet:
+        for note in result.notes:
+            typer.echo(f"note: {note}", err=True)
+        typer.echo(f"synopsis ({result.backend}): " + " | ".join(result.states), err=True)
+    return result.to_dict()
+
+
 @app.command()
 @friendly_errors
 def generate(
     prompt: Annotated[str | None, typer.Argument(help="What the video shows, e.g. 'a landscape from winter to spring'.")] = None,
     synopsis: Annotated[list[str] | None, typer.Option("--synopsis", "-s", help="A visual state; repeat for each keyframe.")] = None,
+    synopsis_file: Annotated[Path | None, typer.Option(help="States from a JSON/YAML/text file or the paper's prompt_list.json.")] = None,
+    select: Annotated[str | None, typer.Option(help="Entry of a multi-entry --synopsis-file: index or prompt.")] = None,
+    no_vsp: Annotated[bool, typer.Option("--no-vsp", help="Use the prompt for every frame (no synopsis).")] = False,
+    llm_backend: Annotated[str, typer.Option(help="Synopsis backend: auto, rules, openai, transformers.")] = "auto",
+    llm_model: Annotated[str | None, typer.Option(help="LLM for the synopsis (server model name or Hub id).")] = None,
+    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for the synopsis.")] = None,
+    states: Annotated[int | None, typer.Option(help="Ask the synopsis backend for this many states.")] = None,
+    style: Annotated[str | None, typer.Option(help="Appended to every state, e.g. 'realistic, best quality, 4k'.")] = None,
     model: Annotated[str | None, typer.Option(help="Base model (see `vstar models`).")] = None,
     model_path: Annotated[Path | None, typer.Option(help="A local copy of the model's weights (diffusers folder).")] = None,
     frames: Annotated[int | None, typer.Option(help="Number of frames, generated in one pass.")] = None,
@@ -115,16 +153,19 @@ def generate(
 
     recorded = read_sidecar(from_sidecar) if from_sidecar is not None else {}
     settings: dict[str, Any] = recorded.get("settings", {})
-    prompt = _pick(prompt, recorded, "prompt")
-    states = list(synopsis) if synopsis else recorded.get("synopsis")
-    if not (prompt and prompt.strip()) and not states:
-        raise ValueError("give a prompt, e.g. vstar generate \"a landscape from winter to spring\", or --from F.json")
+    if synopsis or synopsis_file or prompt is not None or not recorded:
+        source = synopsis_source(prompt, synopsis, synopsis_file, select, no_vsp, llm_backend, llm_model,
+                                 llm_base_url, states, style, quiet)
+    else:  # reproduce: the recorded states, without asking an LLM again
+        source = {"prompt": recorded.get("prompt"), "states": recorded.get("synopsis"),
+                  **recorded.get("synopsis_info", {"backend": recorded.get("synopsis_source")})}
+    prompt, chosen_states = source["prompt"], source["states"]
     model = _pick(model, recorded, "model", "modelscope")
     spec = get_spec(model)
     model_path = _pick(model_path, recorded, "model_path")
     seed = _pick(seed, recorded, "seed", random.randrange(2**31))
     fps = _pick(fps, recorded, "fps", spec.defaults.fps)
-    out = out or Path("outputs") / f"{_slug(prompt or states[0])}-{seed}.mp4"
+    out = out or Path("outputs") / f"{_slug(prompt or chosen_states[0])}-{seed}.mp4"
     sidecar = sidecar_path(out)
     check_writable(out, overwrite)
     check_writable(sidecar, overwrite)
@@ -149,7 +190,7 @@ def generate(
             model_path or ", ".join(spec.model_ids))
         typer.echo(f"model {model} ({source}) on {pipe.device}, seed {seed}", err=True)
     result = pipe(
-        prompt, states,
+        prompt, chosen_states,
         num_frames=_pick(frames, settings, "num_frames"),
         height=_pick(height, settings, "height"), width=_pick(width, settings, "width"),
         num_inference_steps=_pick(steps, settings, "num_inference_steps"),
@@ -162,7 +203,8 @@ def generate(
     write_video(result.frames[0], out, fps=fps, overwrite=overwrite)
     metadata = {
         "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
-        "synopsis_source": "manual" if synopsis or recorded.get("synopsis_source") == "manual" else "prompt",
+        "synopsis_source": source["backend"],
+        "synopsis_info": {k: v for k, v in source.items() if k not in ("prompt", "states")},
         "keyframes": result.keyframes, "model": model, "model_path": str(model_path) if model_path else None,
         "seed": seed, "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
         "fps": fps, "settings": result.settings, "output": out.name,
