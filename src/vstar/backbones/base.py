@@ -24,7 +24,7 @@ class BackboneDefaults:
     num_inference_steps: int = 25
     guidance_scale: float = 9.0
     fps: int = 8
-    max_frames: int | None = None  # hard limit (learned positional embeddings), None = unbounded
+    max_frames: int | None = None  # hard limit (a fixed-length frame position table), None = unbounded
     eta: float = 0.0  # DDIM eta
 
 
@@ -90,6 +90,7 @@ class Backbone(nn.Module):
         limit = self.defaults.max_frames
         if limit is not None and num_frames > limit:
             raise ValueError(
-                f"{self.name} supports at most {limit} frames (learned positional embeddings), got {num_frames}; "
+                f"{self.name} supports at most {limit} frames (its frame positional embeddings have {limit} entries), "
+                f"got {num_frames}; "
                 f"use --frames {limit} or a backbone without frame positional embeddings (modelscope, videocrafter2)"
             )

@@ -44,7 +44,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "zeroscope", "modelscope", "zeroscope v2 576w, a ModelScope fine-tune at 320x576",
             "vstar.backbones.modelscope:load_modelscope",
-            BackboneDefaults(height=320, width=576, num_frames=24, guidance_scale=12.5, fps=8),
+            BackboneDefaults(height=320, width=576, num_frames=24, guidance_scale=9.0, fps=8),
             model_ids=("cerspense/zeroscope_v2_576w",),
         ),
         BackboneSpec(
