@@ -7,13 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vstar.backbones.videocrafter2.components import empty_models, load_converted
 from vstar.backbones.videocrafter2.config import unet_config_from_original, vae_config_from_original
-from vstar.backbones.videocrafter2.convert import (
-    convert_unet_state_dict,
-    convert_vae_state_dict,
-    empty_models,
-    load_converted,
-)
+from vstar.backbones.videocrafter2.convert import convert_unet_state_dict, convert_vae_state_dict
 
 torch.set_flush_denormal(True)  # tiny random models hit denormal floats on CPU
 

@@ -16,12 +16,9 @@ from vstar.backbones.videocrafter2 import (
     tiny_videocrafter2,
 )
 from vstar.backbones.videocrafter2.cli import register
+from vstar.backbones.videocrafter2.components import empty_models, load_converted
 from vstar.backbones.videocrafter2.config import open_clip_text_config
-from vstar.backbones.videocrafter2.convert import (
-    convert_text_encoder_state_dict,
-    empty_models,
-    load_converted,
-)
+from vstar.backbones.videocrafter2.convert import convert_text_encoder_state_dict
 from vstar.backbones.videocrafter2.tokenizer import openclip_tokenizer, tokenize
 
 WIDTH, LAYERS, HEADS = 32, 3, 4

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from vstar.backbones.videocrafter2.components import empty_models
 from vstar.backbones.videocrafter2.convert import (
     ConversionError,
     check_schedule,
     convert_unet_state_dict,
     convert_videocrafter2_checkpoint,
-    empty_models,
     load_original_state_dict,
     split_checkpoint,
     unused_text_keys,

@@ -2,7 +2,8 @@
 the backbone adapter of vstar."""
 
 from .backbone import VideoCrafter2Backbone, load_videocrafter2, tiny_videocrafter2
-from .convert import ConversionError, VideoCrafter2Components, convert_videocrafter2_checkpoint
+from .components import VideoCrafter2Components
+from .convert import ConversionError, convert_videocrafter2_checkpoint
 from .scheduler import VideoCrafter2DDIMScheduler
 from .unet import VideoCrafter2UNet
 

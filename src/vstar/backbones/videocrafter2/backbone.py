@@ -11,8 +11,9 @@ from torch import nn
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..base import Backbone, BackboneDefaults
+from .components import VideoCrafter2Components, load_components
 from .config import open_clip_text_config
-from .convert import VideoCrafter2Components, convert_videocrafter2_checkpoint, load_components
+from .convert import convert_videocrafter2_checkpoint
 from .scheduler import VideoCrafter2DDIMScheduler
 from .tokenizer import openclip_tokenizer, tokenize
 from .unet import VideoCrafter2UNet

@@ -16,32 +16,23 @@ Every key must be consumed and every parameter filled with a tensor of the right
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
-from accelerate import init_empty_weights
 from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint, convert_open_clip_checkpoint
 from safetensors.torch import load_file
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel
 
-from .config import (
-    ORIGINAL_UNET_PARAMS,
-    ORIGINAL_VAE_DDCONFIG,
-    open_clip_text_config,
-    unet_config_from_original,
-    vae_config_from_original,
-)
+from .components import VideoCrafter2Components, empty_models, load_converted
 from .scheduler import VideoCrafter2DDIMScheduler
 from .tokenizer import openclip_tokenizer
-from .unet import VideoCrafter2UNet
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -61,7 +52,6 @@ _RESNET_LEAVES = {
 _RESNET, _PLAIN, _CONV1D = "resnet", "plain", "conv1d"
 
 Tensors = Mapping[str, torch.Tensor]
-M = TypeVar("M", bound=nn.Module)
 # source tensors of one module -> for each source key, the target tensors it becomes (empty: unmapped)
 Renamer = Callable[[dict[str, torch.Tensor]], dict[str, dict[str, torch.Tensor]]]
 
@@ -245,8 +235,8 @@ def check_schedule(buffers: Tensors, scheduler: VideoCrafter2DDIMScheduler) -> N
             continue
         if theirs.shape != ours.shape or not np.allclose(theirs.double().numpy(), ours, rtol=0, atol=1e-6):
             raise ConversionError(
-                f"checkpoint buffer {name!r} differs from VideoCrafter2DDIMScheduler's; the checkpoint was trained "
-                f"with another noise schedule (pass a scheduler with matching settings)"
+                f"checkpoint buffer {name!r} differs from VideoCrafter2DDIMScheduler's (linear betas 0.00085..0.012, "
+                f"scale_b 0.7); the checkpoint was trained with another noise schedule and is not supported"
             )
 
 
@@ -285,50 +275,6 @@ def split_checkpoint(state_dict: Tensors) -> CheckpointGroups:
 
 
 # --- whole checkpoints ------------------------------------------------------------------------------------------
-
-@dataclass
-class VideoCrafter2Components:
-    """The five parts of a VideoCrafter2 model."""
-
-    unet: VideoCrafter2UNet
-    vae: AutoencoderKL
-    text_encoder: CLIPTextModel
-    tokenizer: CLIPTokenizer
-    scheduler: VideoCrafter2DDIMScheduler
-
-    def save_pretrained(self, out_dir: str | Path) -> None:
-        """Write a diffusers-style folder: ``unet/ vae/ text_encoder/ tokenizer/ scheduler/ model_index.json``."""
-        out = Path(out_dir)
-        for name in MODEL_INDEX:
-            getattr(self, name).save_pretrained(out / name)
-        (out / "model_index.json").write_text(json.dumps(
-            {"_class_name": "VideoCrafter2Backbone", **MODEL_INDEX}, indent=2) + "\n")
-
-
-MODEL_INDEX = {
-    "unet": ["vstar.backbones.videocrafter2", "VideoCrafter2UNet"],
-    "vae": ["diffusers", "AutoencoderKL"],
-    "text_encoder": ["transformers", "CLIPTextModel"],
-    "tokenizer": ["transformers", "CLIPTokenizer"],
-    "scheduler": ["vstar.backbones.videocrafter2", "VideoCrafter2DDIMScheduler"],
-}
-
-
-def empty_models(unet_config: Mapping[str, Any] | None = None, vae_config: Mapping[str, Any] | None = None,
-                 text_config: CLIPTextConfig | None = None) -> tuple[VideoCrafter2UNet, AutoencoderKL, CLIPTextModel]:
-    """UNet, VAE and text encoder with parameters on the ``meta`` device (no memory); full size by default."""
-    with init_empty_weights():
-        unet = VideoCrafter2UNet(**(unet_config or unet_config_from_original(ORIGINAL_UNET_PARAMS)))
-        vae = AutoencoderKL(**(vae_config or vae_config_from_original(ORIGINAL_VAE_DDCONFIG)))
-        text_encoder = CLIPTextModel(text_config or open_clip_text_config())
-    return unet, vae, text_encoder
-
-
-def load_converted(model: M, state_dict: Tensors, dtype: torch.dtype = torch.float32) -> M:
-    """Load a converted state dict into a (meta) model strictly, cast to ``dtype``, in eval mode."""
-    model.load_state_dict({k: v.to(dtype) for k, v in state_dict.items()}, strict=True, assign=True)
-    return model.eval()
-
 
 def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of an original ``.ckpt`` (Lightning, ``state_dict`` inside) or ``.safetensors`` file.
@@ -384,15 +330,3 @@ def convert_videocrafter2_checkpoint(
     if out_dir is not None:
         components.save_pretrained(out_dir)
     return components
-
-
-def load_components(folder: str | Path, torch_dtype: torch.dtype = torch.float32) -> VideoCrafter2Components:
-    """Read a folder written by :meth:`VideoCrafter2Components.save_pretrained`."""
-    folder = Path(folder)
-    return VideoCrafter2Components(
-        unet=VideoCrafter2UNet.from_pretrained(folder / "unet", torch_dtype=torch_dtype).eval(),
-        vae=AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch_dtype).eval(),
-        text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=torch_dtype).eval(),
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
-        scheduler=VideoCrafter2DDIMScheduler.from_pretrained(folder / "scheduler"),
-    )
