@@ -165,3 +165,21 @@ def test_synopsis_command_is_part_of_vstar():
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
     assert len(lines) >= 2 and all("landscape" in line.lower() for line in lines)
+
+
+@pytest.mark.parametrize("model", ["tiny-videocrafter2", "tiny-animatediff"])
+def test_every_tiny_family_generates_from_the_cli(tmp_path, model):
+    out = tmp_path / "clip.mp4"
+    result = vstar("generate", "a red circle turning into a blue square", "--model", model, "--steps", "2",
+                   "--frames", 6, "--tar", "64D1_32D8", "--seed", 0, "--quiet", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert read_video(out).shape == (6, 64, 64, 3)
+
+
+def test_default_model_offline_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = vstar("generate", "a cat", "--no-vsp", "--steps", 2, "--out", tmp_path / "x.mp4")
+    assert result.exit_code == 1, result.output
+    for needle in ("VideoCrafter/VideoCrafter2", "--model-path", "convert-videocrafter2", "HF_HUB_OFFLINE"):
+        assert needle in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "x.mp4").exists()

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 import vstar
+from vstar.backbones.videocrafter2.cli import register as register_convert_videocrafter2
 from vstar.synopsis.cli import register as register_synopsis
 from vstar.synopsis.errors import SynopsisError
 
@@ -46,6 +47,7 @@ def friendly_errors(command: F) -> F:
 
 
 register_synopsis(app)
+register_convert_videocrafter2(app)
 
 
 @app.command()
@@ -119,7 +121,7 @@ def generate(
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for the synopsis.")] = None,
     states: Annotated[int | None, typer.Option(help="Ask the synopsis backend for this many states.")] = None,
     style: Annotated[str | None, typer.Option(help="Appended to every state, e.g. 'realistic, best quality, 4k'.")] = None,
-    model: Annotated[str | None, typer.Option(help="Base model (see `vstar models`).")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model (see `vstar models`); default videocrafter2.")] = None,
     model_path: Annotated[Path | None, typer.Option(help="A local copy of the model's weights (diffusers folder).")] = None,
     frames: Annotated[int | None, typer.Option(help="Number of frames, generated in one pass.")] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps.")] = None,
@@ -146,7 +148,7 @@ def generate(
     """Generate a video in one pass, with per-frame synopsis conditioning and TAR, plus a JSON sidecar."""
     import torch
 
-    from vstar.backbones import get_spec
+    from vstar.backbones import DEFAULT_MODEL, get_spec
     from vstar.io import check_writable, read_sidecar, sidecar_path, write_sidecar, write_video
     from vstar.pipeline import VSTARPipeline
     from vstar.tar import TARConfig
@@ -160,7 +162,7 @@ def generate(
         source = {"prompt": recorded.get("prompt"), "states": recorded.get("synopsis"),
                   **recorded.get("synopsis_info", {"backend": recorded.get("synopsis_source")})}
     prompt, chosen_states = source["prompt"], source["states"]
-    model = _pick(model, recorded, "model", "modelscope")
+    model = _pick(model, recorded, "model", DEFAULT_MODEL)
     spec = get_spec(model)
     model_path = _pick(model_path, recorded, "model_path")
     seed = _pick(seed, recorded, "seed", random.randrange(2**31))

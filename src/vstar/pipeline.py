@@ -62,7 +62,7 @@ class VSTARPipeline:
         self.backbone = backbone
 
     @classmethod
-    def from_pretrained(cls, name: str = "modelscope", *, model_path: str | Path | None = None,
+    def from_pretrained(cls, name: str = "videocrafter2", *, model_path: str | Path | None = None,
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                         seed: int = 0) -> VSTARPipeline:
         """Load a registered backbone (``vstar.list_backbones()``) and wrap it."""

@@ -3,6 +3,7 @@
 from vstar.backbones.base import Backbone, BackboneDefaults
 from vstar.backbones.registry import (
     BACKBONES,
+    DEFAULT_MODEL,
     BackboneSpec,
     get_spec,
     list_backbones,
@@ -11,6 +12,6 @@ from vstar.backbones.registry import (
 )
 
 __all__ = [
-    "BACKBONES", "Backbone", "BackboneDefaults", "BackboneSpec", "get_spec", "list_backbones", "load_backbone",
+    "BACKBONES", "DEFAULT_MODEL", "Backbone", "BackboneDefaults", "BackboneSpec", "get_spec", "list_backbones", "load_backbone",
     "weights_available",
 ]

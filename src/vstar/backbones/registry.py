@@ -36,6 +36,13 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         BackboneSpec(
+            "videocrafter2", "videocrafter2",
+            "VideoCrafter2 (the paper's base model; fps-conditioned UNet, rescaled DDIM, eta 1)",
+            "vstar.backbones.videocrafter2:load_videocrafter2",
+            BackboneDefaults(height=320, width=512, guidance_scale=12.0, fps=28, eta=1.0),
+            model_ids=("VideoCrafter/VideoCrafter2",),
+        ),
+        BackboneSpec(
             "modelscope", "modelscope", "ModelScope text-to-video 1.7B (UNet3D, no frame positions)",
             "vstar.backbones.modelscope:load_modelscope",
             BackboneDefaults(height=256, width=256, guidance_scale=9.0, fps=8),
@@ -57,7 +64,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "tiny-modelscope", "modelscope", "tiny random-weight ModelScope-style model built in code (tests, demo)",
             "vstar.backbones.modelscope:tiny_modelscope",
-            BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=7.5, fps=8),
+            BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=9.0, fps=8),
             tiny=True,
         ),
         BackboneSpec(
@@ -66,8 +73,16 @@ BACKBONES: dict[str, BackboneSpec] = {
             BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=7.5, fps=8, max_frames=32),
             tiny=True,
         ),
+        BackboneSpec(
+            "tiny-videocrafter2", "videocrafter2", "tiny random-weight VideoCrafter2-style model built in code (tests)",
+            "vstar.backbones.videocrafter2:tiny_videocrafter2",
+            BackboneDefaults(height=64, width=64, num_frames=8, num_inference_steps=4, guidance_scale=12.0, fps=28,
+                             eta=1.0),
+            tiny=True,
+        ),
     )
 }
+DEFAULT_MODEL = "videocrafter2"
 
 
 def list_backbones() -> list[BackboneSpec]:
@@ -99,7 +114,7 @@ def _resolve_loader(path: str) -> Any:
     return getattr(importlib.import_module(module), function)
 
 
-def load_backbone(name: str = "modelscope", *, model_path: str | Path | None = None,
+def load_backbone(name: str = DEFAULT_MODEL, *, model_path: str | Path | None = None,
                   device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                   seed: int = 0) -> Backbone:
     """Load a registered backbone by name.

@@ -1,5 +1,6 @@
 """The backbone adapter: tiny builder, text encoding (tokenizer and converted OpenCLIP tower), save/load, CLI."""
 
+import json
 import math
 
 import numpy as np
@@ -207,6 +208,20 @@ def test_tiny_original_checkpoint_converts_saves_and_loads(tmp_path, tiny_config
     texts = ["a photo of a cat", "snow melting!!"]
     expected = reference_penultimate(source, tokenize(openclip_tokenizer(), texts))
     assert (backbone.encode_text(texts) - expected).abs().max() < 1e-5
+
+    # the converted folder generates through the vstar command (videocrafter2 is its default model)
+    from vstar.cli import app
+    from vstar.io import read_video
+
+    out = tmp_path / "clip.mp4"
+    result = CliRunner().invoke(app, ["generate", "a red circle turning into a blue square", "--model-path",
+                                      str(tmp_path / "converted"), "--height", "64", "--width", "64", "--frames", "5",
+                                      "--steps", "2", "--seed", "1", "--quiet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_video(out).shape == (5, 64, 64, 3)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["model"] == "videocrafter2" and meta["model_path"] == str(tmp_path / "converted")
+    assert meta["settings"]["fps"] == 28 and meta["settings"]["eta"] == 1.0 and meta["settings"]["tar"] == "64D1"
 
 
 def test_missing_path_raises(tmp_path):

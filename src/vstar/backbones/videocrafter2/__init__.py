@@ -1,19 +1,30 @@
 """VideoCrafter2 (t2v 512 v2.0): a clean-room port of its UNet, checkpoint conversion, rescaled DDIM sampler and
-the backbone adapter of vstar."""
+the backbone adapter of vstar.
 
-from .backbone import VideoCrafter2Backbone, load_videocrafter2, tiny_videocrafter2
-from .components import VideoCrafter2Components
-from .convert import ConversionError, convert_videocrafter2_checkpoint
-from .scheduler import VideoCrafter2DDIMScheduler
-from .unet import VideoCrafter2UNet
+Names are imported on first use, so that the ``vstar`` command can register ``convert-videocrafter2``
+without loading diffusers.
+"""
 
-__all__ = [
-    "ConversionError",
-    "VideoCrafter2Backbone",
-    "VideoCrafter2Components",
-    "VideoCrafter2DDIMScheduler",
-    "VideoCrafter2UNet",
-    "convert_videocrafter2_checkpoint",
-    "load_videocrafter2",
-    "tiny_videocrafter2",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "ConversionError": "convert",
+    "VideoCrafter2Backbone": "backbone",
+    "VideoCrafter2Components": "components",
+    "VideoCrafter2DDIMScheduler": "scheduler",
+    "VideoCrafter2UNet": "unet",
+    "convert_videocrafter2_checkpoint": "convert",
+    "load_videocrafter2": "backbone",
+    "tiny_videocrafter2": "backbone",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..base import Backbone, BackboneDefaults
+from ..loading import ModelSource
 from .components import VideoCrafter2Components, load_components
 from .config import open_clip_text_config
 from .convert import convert_videocrafter2_checkpoint
@@ -87,7 +88,10 @@ def load_videocrafter2(
     if model_path is None and not path.exists():
         from huggingface_hub import hf_hub_download
 
-        path = Path(hf_hub_download(str(model), HUB_FILENAME))
+        source = ModelSource(str(model), local_copy=(
+            f"the original {HUB_FILENAME} or a folder written by `vstar convert-videocrafter2` with "
+            "--model-path PATH (model_path=PATH in Python)"))
+        path = Path(source.load(lambda repo_id, **kwargs: hf_hub_download(repo_id, HUB_FILENAME, **kwargs)))
     torch_dtype = dtype or torch.float32
     if path.is_dir():
         if not (path / "model_index.json").exists():
