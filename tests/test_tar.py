@@ -269,3 +269,19 @@ def test_apply_tar_rejects_missing_levels(motion_unet):
         apply_tar(motion_unet, "8D1")
     with pytest.raises(ValueError, match="no temporal self-attention"):
         apply_tar(torch.nn.Linear(2, 2), "64D1")
+
+
+def test_levels_of_the_videocrafter2_port():
+    """The port names its modules like UNet3D: init, levels 0-2 in the down/up paths, the middle block at 3."""
+    from vstar.backbones.videocrafter2 import tiny_videocrafter2
+
+    unet = tiny_videocrafter2().unet
+    layers = temporal_attention_layers(unet)
+    assert {layer.level for layer in layers} == {INIT_LEVEL, 0, 1, 2, 3}
+    assert {layer.name.split(".temp")[0] for layer in layers if layer.level == 3} == {"mid_block"}
+    up = len(unet.up_blocks)
+    apply_tar(unet, "64D1_32D8")
+    prefixes = {".".join(n.split(".")[:2]) for n in tar_names(unet)}
+    assert prefixes == {"down_blocks.0", "down_blocks.1", f"up_blocks.{up - 1}", f"up_blocks.{up - 2}"}
+    assert all(".temp_attentions." in n for n in tar_names(unet))
+    assert len(tar_names(unet)) == sum(layer.level in (0, 1) for layer in layers)
