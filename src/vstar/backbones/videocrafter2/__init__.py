@@ -11,12 +11,14 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    "CommunityVideoCrafter2Backbone": "community",
     "ConversionError": "convert",
     "VideoCrafter2Backbone": "backbone",
     "VideoCrafter2Components": "components",
     "VideoCrafter2DDIMScheduler": "scheduler",
     "VideoCrafter2UNet": "unet",
     "convert_videocrafter2_checkpoint": "convert",
+    "load_community_videocrafter2": "community",
     "load_videocrafter2": "backbone",
     "tiny_videocrafter2": "backbone",
 }

@@ -77,14 +77,21 @@ def load_videocrafter2(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     defaults: BackboneDefaults | None = None,
-) -> VideoCrafter2Backbone:
+) -> Backbone:
     """Load VideoCrafter2 from a converted folder, an original ``.ckpt``/``.safetensors`` file, or the Hub.
 
     ``model`` is a Hub repo id whose ``model.ckpt`` is downloaded (the default, about 10 GB) or a local path;
     ``model_path`` (a local path) takes precedence. Original checkpoints are converted in memory; convert once
-    with ``vstar convert-videocrafter2`` to load faster. ``dtype`` defaults to float32.
+    with ``vstar convert-videocrafter2`` to load faster. A folder in the community diffusers format loads as a
+    :class:`~vstar.backbones.videocrafter2.community.CommunityVideoCrafter2Backbone`. ``dtype`` defaults to float32.
     """
     path = Path(model_path if model_path is not None else model)
+    if path.is_dir():
+        from .community import community_unet_folder, load_community_videocrafter2
+
+        if community_unet_folder(path) is not None:
+            return load_community_videocrafter2(path, device=device, dtype=dtype, defaults=defaults,
+                                                model_id=str(path))
     if model_path is None and not path.exists():
         from huggingface_hub import hf_hub_download
 
