@@ -1,0 +1,5 @@
+"""A procedural toy domain for measuring VSTAR: coloured shapes on flat backgrounds (pure numpy, no torch).
+
+``vstar.toy.scenes`` describes, captions and renders the clips; ``vstar.toy.classifier`` reads the visual
+state (colour, shape, position, background, size) back from pixels without any learned weights.
+"""

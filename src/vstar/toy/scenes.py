@@ -1,0 +1,207 @@
+"""Toy scenes: one filled shape on a flat background, described by a caption and rendered procedurally.
+
+A :class:`Scene` is a point in a small vocabulary (shape x colour x size x background x position x motion);
+:func:`caption` turns it into text and :func:`parse_caption` back. :func:`render_clip` draws it as an
+anti-aliased ``(F, H, W, 3)`` float32 clip in ``[0, 1]``. Sizes and drift are given in pixels at 32 px and
+scale with the frame size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+COLORS: dict[str, tuple[float, float, float]] = {
+    "red": (0.9, 0.1, 0.1),
+    "green": (0.1, 0.75, 0.1),
+    "blue": (0.15, 0.3, 1.0),
+    "yellow": (0.95, 0.9, 0.1),
+    "white": (1.0, 1.0, 1.0),
+    "purple": (0.6, 0.1, 0.8),
+}
+BACKGROUNDS: dict[str, tuple[float, float, float]] = {
+    "black": (0.0, 0.0, 0.0),
+    "gray": (0.45, 0.45, 0.45),
+    "navy": (0.05, 0.08, 0.3),
+}
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+SIZES: dict[str, float] = {"small": 4.0, "large": 6.0}  # half-extent in pixels at 32 px
+POSITIONS: tuple[str, ...] = ("left", "center", "right")
+POSITION_X: dict[str, float] = {"left": 0.25, "center": 0.5, "right": 0.75}  # x centre / width; y is 1/2
+MOTIONS: tuple[str, ...] = ("still", "drifting left", "drifting right")
+DRIFT_PIXELS = 3.0  # total horizontal travel over a clip at 32 px, centred on the position
+REFERENCE_SIZE = 32  # frame side at which SIZES and DRIFT_PIXELS are given
+
+_POSITION_PHRASES = {"left": "on the left", "center": "in the center", "right": "on the right"}
+_POSITION_WORDS = {"left": "left", "right": "right", "center": "center", "centre": "center", "middle": "center"}
+_SUPERSAMPLE = 4
+
+
+def _check(name: str, value: str, valid: tuple[str, ...] | dict) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid values: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One shape on a background; every field is a vocabulary word (see the module constants)."""
+
+    shape: str
+    color: str
+    size: str
+    background: str
+    position: str
+    motion: str = "still"
+
+    def __post_init__(self) -> None:
+        _check("shape", self.shape, SHAPES)
+        _check("color", self.color, COLORS)
+        _check("size", self.size, SIZES)
+        _check("background", self.background, BACKGROUNDS)
+        _check("position", self.position, POSITIONS)
+        _check("motion", self.motion, MOTIONS)
+
+
+def caption(scene: Scene) -> str:
+    """``"a small red circle on a black background, on the left"`` (+ ``", drifting right"`` if moving)."""
+    text = (
+        f"a {scene.size} {scene.color} {scene.shape} on a {scene.background} background, "
+        f"{_POSITION_PHRASES[scene.position]}"
+    )
+    return text if scene.motion == "still" else f"{text}, {scene.motion}"
+
+
+def parse_caption(text: str) -> Scene | None:
+    """The scene a caption describes, found by its vocabulary words; ``None`` without a shape or colour.
+
+    Tolerant of wording ("big"/"tiny", "grey", "centre"/"middle", plurals, "moving left"). Missing fields
+    default to a large shape on a black background, in the center, still. With several colours or shapes
+    the first one wins; the word right before "background" is read as the background, never the colour.
+    """
+    text = text.lower()
+    shape = re.search(r"\b(" + "|".join(SHAPES) + r")s?\b", text)
+    background = re.search(r"\b(black|gr[ae]y|navy)\s+background\b", text)
+    without_bg = text[: background.start()] + text[background.end() :] if background else text
+    color = re.search(r"\b(" + "|".join(COLORS) + r")\b", without_bg)
+    if shape is None or color is None:
+        return None
+    size = re.search(r"\b(small|tiny|little|large|big)\b", text)
+    motion = re.search(r"\b(?:drifting|moving|sliding)\s+(?:to\s+the\s+)?(left|right)\b", text)
+    without_motion = text[: motion.start()] + text[motion.end() :] if motion else text
+    position = re.search(r"\b(left|right|center|centre|middle)\b", without_motion)
+    return Scene(
+        shape=shape.group(1),
+        color=color.group(1),
+        size="small" if size and size.group(1) in ("small", "tiny", "little") else "large",
+        background=background.group(1).replace("grey", "gray") if background else "black",
+        position=_POSITION_WORDS[position.group(1)] if position else "center",
+        motion=f"drifting {motion.group(1)}" if motion else "still",
+    )
+
+
+def _center_x(scene: Scene, t: float) -> float:
+    """Shape centre x as a fraction of the width at clip time ``t`` in [0, 1]."""
+    direction = {"still": 0.0, "drifting left": -1.0, "drifting right": 1.0}[scene.motion]
+    return POSITION_X[scene.position] + direction * (t - 0.5) * DRIFT_PIXELS / REFERENCE_SIZE
+
+
+def shape_coverage(shape: str, cx: float, cy: float, r: float, height: int, width: int) -> np.ndarray:
+    """Anti-aliased coverage ``(height, width)`` float32 in [0, 1] of a shape (4x4 supersampled, box filter).
+
+    ``(cx, cy)`` is the centre of the shape's ``2r x 2r`` bounding box in pixel units (pixel i spans
+    ``[i, i + 1)``). The triangle points up: apex at ``cy - r``, base of width ``2r`` at ``cy + r``.
+    """
+    _check("shape", shape, SHAPES)
+    x = (np.arange(width * _SUPERSAMPLE) + 0.5)[None, :] / _SUPERSAMPLE - cx
+    y = (np.arange(height * _SUPERSAMPLE) + 0.5)[:, None] / _SUPERSAMPLE - cy
+    if shape == "circle":
+        inside = x**2 + y**2 <= r**2
+    elif shape == "square":
+        inside = (np.abs(x) <= r) & (np.abs(y) <= r)
+    else:
+        inside = (y <= r) & (np.abs(x) <= (y + r) / 2)
+    return inside.reshape(height, _SUPERSAMPLE, width, _SUPERSAMPLE).mean(axis=(1, 3)).astype(np.float32)
+
+
+def render_frame(scene: Scene, t: float = 0.0, size: int = 32) -> np.ndarray:
+    """One frame at clip time ``t`` in [0, 1]: ``(size, size, 3)`` float32 in [0, 1]."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1 pixel, got {size}")
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"t must be in [0, 1] (fraction of the clip), got {t}")
+    r = SIZES[scene.size] * size / REFERENCE_SIZE
+    alpha = shape_coverage(scene.shape, _center_x(scene, t) * size, 0.5 * size, r, size, size)[..., None]
+    fg = np.asarray(COLORS[scene.color], dtype=np.float32)
+    bg = np.asarray(BACKGROUNDS[scene.background], dtype=np.float32)
+    return (bg * (1 - alpha) + fg * alpha).astype(np.float32)
+
+
+def _clip_times(num_frames: int) -> np.ndarray:
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    return np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
+
+
+def render_clip(
+    scene: Scene,
+    num_frames: int = 16,
+    size: int = 32,
+    rng: np.random.Generator | None = None,
+    noise: float = 0.0,
+) -> np.ndarray:
+    """A clip ``(num_frames, size, size, 3)`` float32 in [0, 1], frame f at ``t = f / (num_frames - 1)``.
+
+    ``noise`` > 0 adds Gaussian pixel noise of that standard deviation (drawn from ``rng``), then clips.
+    """
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0 (pixel standard deviation), got {noise}")
+    clip = np.stack([render_frame(scene, float(t), size) for t in _clip_times(num_frames)])
+    if noise > 0:
+        rng = np.random.default_rng() if rng is None else rng
+        clip = np.clip(clip + rng.normal(0.0, noise, clip.shape), 0.0, 1.0).astype(np.float32)
+    return clip
+
+
+def render_transition(a: Scene, b: Scene, num_frames: int = 16, size: int = 32) -> np.ndarray:
+    """``(num_frames, size, size, 3)`` float32: frames ``f < num_frames / 2`` show ``a``, the rest ``b``."""
+    times = _clip_times(num_frames)
+    return np.stack(
+        [render_frame(a if f < num_frames / 2 else b, float(t), size) for f, t in enumerate(times)]
+    )
+
+
+def sample_scene(rng: np.random.Generator, motion_prob: float = 0.3) -> Scene:
+    """A uniformly random scene; it drifts (left or right, equally likely) with probability ``motion_prob``."""
+    if not 0.0 <= motion_prob <= 1.0:
+        raise ValueError(f"motion_prob must be in [0, 1], got {motion_prob}")
+
+    def pick(options: tuple[str, ...] | dict) -> str:
+        return list(options)[int(rng.integers(len(options)))]
+
+    moving = rng.random() < motion_prob
+    return Scene(
+        shape=pick(SHAPES),
+        color=pick(COLORS),
+        size=pick(SIZES),
+        background=pick(BACKGROUNDS),
+        position=pick(POSITIONS),
+        motion=pick(MOTIONS[1:]) if moving else "still",
+    )
+
+
+def all_scenes() -> list[Scene]:
+    """Every vocabulary combination, in the (deterministic) order of the constants."""
+    return [
+        Scene(shape, color, size, background, position, motion)
+        for shape, color, size, background, position, motion in itertools.product(
+            SHAPES, COLORS, SIZES, BACKGROUNDS, POSITIONS, MOTIONS
+        )
+    ]
+
+
+def all_captions() -> list[str]:
+    """The caption of every scene of :func:`all_scenes`, same order."""
+    return [caption(scene) for scene in all_scenes()]
