@@ -25,10 +25,10 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest -q tests $(if $(wildcard $(CONFORMANCE)),$(CONFORMANCE))
 
-# The synopsis comes from the offline rules backend (VSP); the tiny model has random weights.
+# The embedded toy model (trained by vstar on procedural clips) with the synopsis of the offline rules backend.
 demo: setup
-	$(BIN)/vstar generate "a landscape from winter to spring" \
-		--model tiny-modelscope --frames 16 --steps 10 --seed 0 --out outputs/demo.mp4 --overwrite
+	$(BIN)/vstar generate "a red circle turning into a blue square" \
+		--model toy-shapes --frames 16 --seed 0 --upscale 4 --out outputs/demo.gif --overwrite
 
 clean:
 	rm -rf $(VENV) outputs

@@ -19,13 +19,13 @@ def vstar(*args):
 def test_generate_writes_a_video_with_the_requested_frames_and_a_sidecar(tmp_path):
     out = tmp_path / "clip.mp4"
     result = vstar("generate", "a red circle turning into a blue square", "--synopsis", "a red circle",
-                   "--synopsis", "a blue square", *FAST, "--frames", 10, "--fps", 5, "--out", out)
+                   "--synopsis", "a blue square", *FAST, "--frames", 10, "--fps", 5, "--upscale", 2, "--out", out)
     assert result.exit_code == 0, result.output
-    assert read_video(out).shape == (10, 64, 64, 3)
+    assert read_video(out).shape == (10, 128, 128, 3)
     meta = json.loads((tmp_path / "clip.json").read_text())
     assert meta["prompt"] == "a red circle turning into a blue square"
     assert meta["synopsis"] == ["a red circle", "a blue square"] and meta["synopsis_source"] == "manual"
-    assert meta["model"] == "tiny-modelscope" and meta["seed"] == 3 and meta["fps"] == 5
+    assert meta["model"] == "tiny-modelscope" and meta["seed"] == 3 and meta["fps"] == 5 and meta["upscale"] == 2
     assert meta["settings"]["num_frames"] == 10 and meta["settings"]["tar"] == "64D1"
     assert meta["keyframes"] == [0, 9] and meta["vstar_version"]
 

@@ -91,3 +91,12 @@ def test_sidecar_round_trip_and_errors(tmp_path):
         read_sidecar(tmp_path / "list.json")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_sidecar(tmp_path / "missing.json")
+
+
+def test_upscale_repeats_pixels(tmp_path, frames):
+    write_video(frames, tmp_path / "big", upscale=3)
+    big = read_video(tmp_path / "big")
+    assert big.shape == (12, 96, 144, 3)
+    np.testing.assert_array_equal(big[:, ::3, ::3], to_uint8(frames))
+    with pytest.raises(ValueError, match="upscale must be >= 1"):
+        write_video(frames, tmp_path / "x.mp4", upscale=0)

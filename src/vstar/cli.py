@@ -137,6 +137,7 @@ def generate(
     interpolation: Annotated[str | None, typer.Option(help="Between keyframes: linear, step or slerp.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (recorded in the sidecar).")] = None,
     fps: Annotated[int | None, typer.Option(help="Frame rate of the written video.")] = None,
+    upscale: Annotated[int | None, typer.Option(help="Enlarge each pixel N x N in the written video.")] = None,
     cond_fps: Annotated[int | None, typer.Option(help="Frame-rate conditioning of models that take it.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output .mp4, .gif, or a folder for PNG frames.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
@@ -167,6 +168,7 @@ def generate(
     model_path = _pick(model_path, recorded, "model_path")
     seed = _pick(seed, recorded, "seed", random.randrange(2**31))
     fps = _pick(fps, recorded, "fps", spec.defaults.fps)
+    upscale = _pick(upscale, recorded, "upscale", 1)
     out = out or Path("outputs") / f"{_slug(prompt or chosen_states[0])}-{seed}.mp4"
     sidecar = sidecar_path(out)
     check_writable(out, overwrite)
@@ -188,8 +190,7 @@ def generate(
     pipe = VSTARPipeline.from_pretrained(model, model_path=model_path, device=device,
                                          dtype=dtype or recorded.get("dtype"))
     if not quiet:
-        source = "built in code, random weights: shows the mechanics, not real content" if spec.tiny else (
-            model_path or ", ".join(spec.model_ids))
+        source = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
         typer.echo(f"model {model} ({source}) on {pipe.device}, seed {seed}", err=True)
     result = pipe(
         prompt, chosen_states,
@@ -202,14 +203,14 @@ def generate(
         fps=_pick(cond_fps, settings, "fps"), eta=settings.get("eta"),
         generator=torch.Generator("cpu").manual_seed(seed), progress=not quiet,
     )
-    write_video(result.frames[0], out, fps=fps, overwrite=overwrite)
+    write_video(result.frames[0], out, fps=fps, overwrite=overwrite, upscale=upscale)
     metadata = {
         "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
         "synopsis_source": source["backend"],
         "synopsis_info": {k: v for k, v in source.items() if k not in ("prompt", "states")},
         "keyframes": result.keyframes, "model": model, "model_path": str(model_path) if model_path else None,
         "seed": seed, "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
-        "fps": fps, "settings": result.settings, "output": out.name,
+        "fps": fps, "upscale": upscale, "settings": result.settings, "output": out.name,
         "command": " ".join(["vstar", *sys.argv[1:]]) if sys.argv else "vstar generate",
     }
     write_sidecar(metadata, sidecar, overwrite=overwrite)

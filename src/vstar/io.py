@@ -68,12 +68,18 @@ def atomic_path(path: Path, overwrite: bool, is_dir: bool = False) -> Iterator[P
         raise
 
 
-def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, overwrite: bool = False) -> Path:
-    """Write ``(F, H, W, 3)`` frames (float in [0, 1] or uint8) to ``.mp4`` (H.264), ``.gif`` or a PNG folder."""
+def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, overwrite: bool = False,
+                upscale: int = 1) -> Path:
+    """Write ``(F, H, W, 3)`` frames (float in [0, 1] or uint8) to ``.mp4`` (H.264), ``.gif`` or a PNG folder.
+
+    ``upscale`` enlarges each pixel to an ``upscale`` x ``upscale`` block (for small models' tiny frames).
+    """
     path = Path(path)
     if fps < 1:
         raise ValueError(f"fps must be >= 1, got {fps}")
-    data = to_uint8(frames)
+    if upscale < 1:
+        raise ValueError(f"upscale must be >= 1, got {upscale}")
+    data = to_uint8(frames).repeat(upscale, axis=1).repeat(upscale, axis=2)
     kind = output_kind(path)
     with atomic_path(path, overwrite, is_dir=kind == "png") as tmp:
         if kind == "png":

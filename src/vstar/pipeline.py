@@ -91,7 +91,7 @@ class VSTARPipeline:
         uncond = self.backbone.encode_text([negative_prompt or ""]).expand(num_frames, -1, -1)
         return cond, uncond
 
-    def _step_kwargs(self, eta: float, generator: torch.Generator | None) -> dict[str, Any]:
+    def _step_kwargs(self, eta: float, generator: torch.Generator | list[torch.Generator] | None) -> dict[str, Any]:
         accepted = set(inspect.signature(self.backbone.scheduler.step).parameters)
         return {k: v for k, v in (("eta", eta), ("generator", generator)) if k in accepted}
 
@@ -112,7 +112,7 @@ class VSTARPipeline:
         fps: int | None = None,
         eta: float | None = None,
         num_videos: int = 1,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: OutputType = "np",
         decode_chunk_size: int = 4,
@@ -127,7 +127,8 @@ class VSTARPipeline:
             tar: a preset like ``"64D1"`` / ``"64D1_32D8"``, a :class:`TARConfig`, or None to switch TAR off.
             interpolation: ``"linear"``, ``"step"`` or ``"slerp"`` between keyframe embeddings.
             fps: frame-rate conditioning for backbones that take it (VideoCrafter2).
-            generator: seeds the initial noise and stochastic sampler steps (same seed, same frames).
+            generator: seeds the initial noise and stochastic sampler steps (same seed, same frames); a list
+                gives each of the ``num_videos`` videos its own seed.
             latents: initial noise ``(num_videos, C, F, h, w)`` instead of drawing it.
             callback_on_step_end: ``fn(pipeline, step, t, {"latents": ...})``; may return new latents.
             Missing sizes and sampler settings come from the backbone's recommended defaults.

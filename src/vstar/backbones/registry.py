@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ class BackboneSpec:
 
     ``loader`` is ``"module:function"``, imported on use and called as
     ``function(*model_ids, model_path=..., device=..., dtype=..., defaults=...)`` for hub models, or
-    ``function(seed=0, device=...)`` for tiny offline models (``tiny=True``, cast to the dtype afterwards).
+    ``function(device=...)`` for models built into vstar (``tiny=True``; cast to the dtype afterwards), with
+    ``seed=`` as well for the random-weight ones (``seeded=True``).
     """
 
     name: str
@@ -29,7 +30,7 @@ class BackboneSpec:
     defaults: BackboneDefaults
     model_ids: tuple[str, ...] = ()
     tiny: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    seeded: bool = False
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -62,23 +63,30 @@ BACKBONES: dict[str, BackboneSpec] = {
             model_ids=("stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-2"),
         ),
         BackboneSpec(
+            "toy-shapes", "modelscope",
+            "embedded 32x32 model trained by vstar on procedural shape clips (offline demo and measurements)",
+            "vstar.toy.model:load_toy",
+            BackboneDefaults(height=32, width=32, num_inference_steps=25, guidance_scale=5.0, fps=8),
+            tiny=True,
+        ),
+        BackboneSpec(
             "tiny-modelscope", "modelscope", "tiny random-weight ModelScope-style model built in code (tests, demo)",
             "vstar.backbones.modelscope:tiny_modelscope",
             BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=9.0, fps=8),
-            tiny=True,
+            tiny=True, seeded=True,
         ),
         BackboneSpec(
             "tiny-animatediff", "animatediff", "tiny random-weight AnimateDiff-style model built in code (tests)",
             "vstar.backbones.animatediff:tiny_animatediff",
             BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=7.5, fps=8, max_frames=32),
-            tiny=True,
+            tiny=True, seeded=True,
         ),
         BackboneSpec(
             "tiny-videocrafter2", "videocrafter2", "tiny random-weight VideoCrafter2-style model built in code (tests)",
             "vstar.backbones.videocrafter2:tiny_videocrafter2",
             BackboneDefaults(height=64, width=64, num_frames=8, num_inference_steps=4, guidance_scale=12.0, fps=28,
                              eta=1.0),
-            tiny=True,
+            tiny=True, seeded=True,
         ),
     )
 }
@@ -133,6 +141,7 @@ def load_backbone(name: str = DEFAULT_MODEL, *, model_path: str | Path | None = 
     if spec.tiny:
         if model_path is not None:
             raise ValueError(f"{name} is built in code and takes no model path; drop --model-path")
-        return loader(seed=seed, device=torch_device).to(dtype=torch_dtype)
+        seed_kwargs = {"seed": seed} if spec.seeded else {}
+        return loader(device=torch_device, **seed_kwargs).to(dtype=torch_dtype)
     return loader(*spec.model_ids, model_path=model_path, device=torch_device, dtype=torch_dtype,
                   defaults=spec.defaults)
