@@ -1,0 +1,207 @@
+"""Train the embedded toy model on procedural clips: first the VAE on frames, then the UNet on latents.
+
+    python -m vstar.toy.train --workdir runs/toy [--minutes 40] [--resume]
+
+Seeded and resumable (a checkpoint every ``--save-every`` steps in the work folder); writes ``loss.csv``
+there and, at the end, float16 weights in diffusers layout to ``--export`` (the packaged weights folder by
+default). Each training clip shows one scene with its caption, like real text-to-video data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
+from tqdm.auto import tqdm
+
+from vstar.backbones.modelscope import MODELSCOPE_SCHEDULER
+from vstar.toy.model import SIZE, WEIGHTS_DIR, minilm_text_encoder, toy_unet, toy_vae
+from vstar.toy.scenes import caption, render_clip, sample_scene
+
+CFG_DROP = 0.1  # share of captions replaced by "" so that classifier-free guidance works
+
+
+@dataclass
+class TrainConfig:
+    workdir: Path
+    export: Path = WEIGHTS_DIR
+    seed: int = 0
+    vae_steps: int = 1500
+    vae_batch: int = 64
+    unet_steps: int = 20_000
+    unet_batch: int = 16
+    frames: int = 8
+    minutes: float = 40.0  # wall-clock budget of the UNet stage; training stops at whichever comes first
+    lr: float = 5e-4
+    noise: float = 0.02  # pixel noise of the rendered clips
+    save_every: int = 200
+
+
+class CaptionEmbeddings:
+    """MiniLM per-token states ``(S, D)`` of captions, computed once per distinct caption."""
+
+    def __init__(self) -> None:
+        self.tokenizer, self.encoder = minilm_text_encoder()
+        self.cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        missing = sorted({t for t in texts if t not in self.cache})
+        if missing:
+            tokens = self.tokenizer(missing, padding="max_length", max_length=self.tokenizer.model_max_length,
+                                    truncation=True, return_tensors="pt")
+            for text, states in zip(missing, self.encoder(tokens.input_ids)[0], strict=True):
+                self.cache[text] = states
+        return torch.stack([self.cache[t] for t in texts])
+
+
+def render_batch(rng: np.random.Generator, batch: int, frames: int, noise: float) -> tuple[torch.Tensor, list[str]]:
+    """``batch`` one-scene clips as ``(B, F, 3, H, W)`` in [-1, 1] and their captions."""
+    scenes = [sample_scene(rng) for _ in range(batch)]
+    clips = np.stack([render_clip(s, num_frames=frames, size=SIZE, rng=rng, noise=noise) for s in scenes])
+    video = torch.from_numpy(clips).float().permute(0, 1, 4, 2, 3) * 2 - 1
+    return video, [caption(s) for s in scenes]
+
+
+def save_checkpoint(path: Path, **state: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def append_loss(path: Path, stage: str, step: int, loss: float) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["stage", "step", "loss"])
+        writer.writerow([stage, step, f"{loss:.6f}"])
+
+
+def train_vae(vae: AutoencoderKL, cfg: TrainConfig, rng: np.random.Generator, start: int,
+              optimizer: torch.optim.Optimizer, log: Path, checkpoint: Path) -> None:
+    """Reconstruction (L1 + L2) with a small KL term on single frames."""
+    vae.train()
+    for step in tqdm(range(start, cfg.vae_steps), desc="vae", initial=start, total=cfg.vae_steps):
+        video, _ = render_batch(rng, cfg.vae_batch // 4, 4, cfg.noise)
+        frames = video.flatten(0, 1)
+        posterior = vae.encode(frames).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.mse_loss(recon, frames) + 0.1 * F.l1_loss(recon, frames) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 50 == 0:
+            append_loss(log, "vae", step, loss.item())
+        if (step + 1) % cfg.save_every == 0:
+            save_checkpoint(checkpoint, stage="vae", step=step + 1, vae=vae.state_dict(),
+                            optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
+                            torch_rng=torch.get_rng_state())
+    vae.eval()
+
+
+@torch.no_grad()
+def latent_scale(vae: AutoencoderKL, rng: np.random.Generator) -> float:
+    """1 / std of the latents, so that the diffusion model sees unit-variance inputs (SD's scaling_factor)."""
+    video, _ = render_batch(rng, 64, 4, 0.0)
+    return float(1.0 / vae.encode(video.flatten(0, 1)).latent_dist.mean.std())
+
+
+def train_unet(unet: UNet3DConditionModel, vae: AutoencoderKL, cfg: TrainConfig, rng: np.random.Generator,
+               start: int, optimizer: torch.optim.Optimizer, log: Path, checkpoint: Path) -> int:
+    """Epsilon prediction on VAE latents with the ModelScope noise schedule; returns the steps done in all."""
+    noise_schedule = DDPMScheduler(**{k: v for k, v in MODELSCOPE_SCHEDULER.items() if k != "set_alpha_to_one"})
+    embed = CaptionEmbeddings()
+    scale = vae.config.scaling_factor
+    deadline = time.monotonic() + cfg.minutes * 60
+    unet.train()
+    done = start
+    progress = tqdm(range(start, cfg.unet_steps), desc="unet", initial=start, total=cfg.unet_steps)
+    for step in progress:
+        if time.monotonic() > deadline:
+            break
+        video, captions = render_batch(rng, cfg.unet_batch, cfg.frames, cfg.noise)
+        captions = ["" if rng.random() < CFG_DROP else c for c in captions]
+        with torch.no_grad():
+            latents = vae.encode(video.flatten(0, 1)).latent_dist.mean * scale
+        latents = latents.unflatten(0, (cfg.unet_batch, cfg.frames)).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (cfg.unet_batch,))
+        noisy = noise_schedule.add_noise(latents, noise, t)
+        loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=embed(captions)).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        progress.set_postfix(loss=f"{loss.item():.4f}")
+        done = step + 1
+        if step % 25 == 0:
+            append_loss(log, "unet", step, loss.item())
+        if (step + 1) % cfg.save_every == 0:
+            save_checkpoint(checkpoint, stage="unet", step=step + 1, vae=vae.state_dict(), unet=unet.state_dict(),
+                            optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
+                            torch_rng=torch.get_rng_state())
+    unet.eval()
+    return done
+
+
+def run(cfg: TrainConfig, resume: bool = False) -> None:
+    """Both stages, resuming from ``workdir/checkpoint.pt`` when asked; exports float16 weights at the end."""
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    checkpoint, log = cfg.workdir / "checkpoint.pt", cfg.workdir / "loss.csv"
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    vae, unet = toy_vae(), toy_unet()
+    vae_opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    unet_opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    state = torch.load(checkpoint, weights_only=False) if resume and checkpoint.exists() else None
+    if state is not None:
+        vae.load_state_dict(state["vae"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["stage"] == "unet":
+            unet.load_state_dict(state["unet"])
+            unet_opt.load_state_dict(state["optimizer"])
+        else:
+            vae_opt.load_state_dict(state["optimizer"])
+    elif log.exists():
+        log.unlink()
+    if state is None or state["stage"] == "vae":
+        train_vae(vae, cfg, rng, state["step"] if state else 0, vae_opt, log, checkpoint)
+        vae.register_to_config(scaling_factor=latent_scale(vae, rng))
+        unet_start = 0
+    else:
+        vae.eval()
+        unet_start = state["step"]
+    done = train_unet(unet, vae, cfg, rng, unet_start, unet_opt, log, checkpoint)
+    save_checkpoint(checkpoint, stage="unet", step=done, vae=vae.state_dict(), unet=unet.state_dict(),
+                    optimizer=unet_opt.state_dict(), rng=rng.bit_generator.state, torch_rng=torch.get_rng_state())
+    cfg.export.mkdir(parents=True, exist_ok=True)
+    unet.half().save_pretrained(cfg.export / "unet")
+    vae.half().save_pretrained(cfg.export / "vae")
+    print(f"trained {done} UNet steps; weights in {cfg.export}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True, help="checkpoints and loss.csv")
+    parser.add_argument("--export", type=Path, default=WEIGHTS_DIR, help="where the float16 weights go")
+    parser.add_argument("--resume", action="store_true", help="continue from workdir/checkpoint.pt")
+    for name, field in TrainConfig.__dataclass_fields__.items():
+        if name not in ("workdir", "export"):
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default)
+    args = vars(parser.parse_args())
+    resume = args.pop("resume")
+    torch.set_flush_denormal(True)
+    run(TrainConfig(**args), resume=resume)
+
+
+if __name__ == "__main__":
+    main()
