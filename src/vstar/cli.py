@@ -66,7 +66,7 @@ def models() -> None:
         d = spec.defaults
         frames = f"{d.num_frames}" + (f"/{d.max_frames}" if d.max_frames else "")
         available = "built-in" if spec.tiny else ("cached" if weights_available(spec) else "download")
-        source = ", ".join(spec.model_ids) or "built in code"
+        source = ", ".join(spec.model_ids) or ("random weights, built in code" if spec.seeded else "shipped with vstar")
         typer.echo(f"{spec.name:<18} {d.height:>4}x{d.width:<4} {frames:>6} {d.guidance_scale:>5g}  "
                    f"{available:<10} {source}")
         typer.echo(f"{'':<18} {spec.description}")

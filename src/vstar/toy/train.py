@@ -146,7 +146,7 @@ def train_unet(unet: UNet3DConditionModel, vae: AutoencoderKL, cfg: TrainConfig,
             append_loss(log, "unet", step, loss.item())
         if (step + 1) % cfg.save_every == 0:
             save_checkpoint(checkpoint, stage="unet", step=step + 1, vae=vae.state_dict(), unet=unet.state_dict(),
-                            optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
+                            latent_scale=scale, optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
                             torch_rng=torch.get_rng_state())
     unet.eval()
     return done
@@ -179,10 +179,12 @@ def run(cfg: TrainConfig, resume: bool = False) -> None:
         unet_start = 0
     else:
         vae.eval()
+        vae.register_to_config(scaling_factor=state["latent_scale"])
         unet_start = state["step"]
     done = train_unet(unet, vae, cfg, rng, unet_start, unet_opt, log, checkpoint)
     save_checkpoint(checkpoint, stage="unet", step=done, vae=vae.state_dict(), unet=unet.state_dict(),
-                    optimizer=unet_opt.state_dict(), rng=rng.bit_generator.state, torch_rng=torch.get_rng_state())
+                    latent_scale=vae.config.scaling_factor, optimizer=unet_opt.state_dict(),
+                    rng=rng.bit_generator.state, torch_rng=torch.get_rng_state())
     cfg.export.mkdir(parents=True, exist_ok=True)
     unet.half().save_pretrained(cfg.export / "unet")
     vae.half().save_pretrained(cfg.export / "vae")
