@@ -1,0 +1,76 @@
+"""The embedded toy model: offline loading, the training script, and a regression check of VSP on it."""
+
+import numpy as np
+import pytest
+import torch
+
+from vstar import VSTARPipeline
+from vstar.backbones.loading import ModelNotAvailableError
+from vstar.toy.classifier import classify_clip
+from vstar.toy.model import SIZE, TEXT_WIDTH, WEIGHTS_DIR, load_toy, toy_unet, toy_vae
+from vstar.toy.train import CaptionEmbeddings, TrainConfig, run
+
+
+def test_shipped_weights_are_small_and_load_offline():
+    files = [p for p in WEIGHTS_DIR.rglob("*") if p.is_file()]
+    assert files, "the trained toy weights are missing from the package"
+    assert sum(p.stat().st_size for p in files) <= 20 * 2**20
+    backbone = load_toy()
+    assert backbone.unet.dtype == torch.float32 and backbone.defaults.height == SIZE
+    assert backbone.encode_text(["a red circle", ""]).shape == (2, 24, TEXT_WIDTH)
+
+
+def test_missing_weights_say_how_to_train(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="python -m vstar.toy.train"):
+        load_toy(weights=tmp_path)
+
+
+def test_vsp_turns_red_into_blue_on_a_fixed_seed():
+    """Regression check: with the synopsis the video starts as a red circle and ends as a blue square; the
+    prompt alone on every frame does not make that transition (the failure VSP fixes)."""
+    pipe = VSTARPipeline.from_pretrained("toy-shapes", device="cpu")
+    prompt = "a red circle on a black background turning into a blue square"
+    states = ["a large red circle on a black background, in the center",
+              "a large blue square on a black background, in the center"]
+    kwargs = {"num_frames": 16, "tar": "64D1", "progress": False}
+    vsp = classify_clip(pipe(prompt, states, generator=torch.Generator().manual_seed(0), **kwargs).frames[0])
+    assert (vsp[0].color, vsp[0].shape) == ("red", "circle")
+    assert [(s.color, s.shape) for s in vsp[-4:]] == [("blue", "square")] * 4
+    plain = classify_clip(pipe(prompt, generator=torch.Generator().manual_seed(0), **kwargs).frames[0])
+    assert not ((plain[0].color, plain[0].shape) == ("red", "circle")
+                and [(s.color, s.shape) for s in plain[-4:]] == [("blue", "square")] * 4)
+
+
+def test_caption_embeddings_are_cached_per_caption():
+    embed = CaptionEmbeddings()
+    first = embed(["a small red circle on a black background, on the left", ""])
+    assert first.shape == (2, 24, TEXT_WIDTH) and len(embed.cache) == 2
+    again = embed(["", "a small red circle on a black background, on the left"])
+    assert torch.equal(again[1], first[0]) and len(embed.cache) == 2
+
+
+def test_training_runs_resumes_and_exports(tmp_path):
+    cfg = TrainConfig(workdir=tmp_path / "run", export=tmp_path / "weights", vae_steps=2, vae_batch=8,
+                      unet_steps=2, unet_batch=2, frames=4, save_every=1)
+    run(cfg)
+    log = (tmp_path / "run" / "loss.csv").read_text().splitlines()
+    assert log[0] == "stage,step,loss" and any(line.startswith("unet,0,") for line in log)
+    backbone = load_toy(weights=tmp_path / "weights")
+    assert backbone.vae.config.scaling_factor != toy_vae().config.scaling_factor  # fitted to the latents
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["stage"] == "unet" and state["step"] == 2
+    run(TrainConfig(**{**cfg.__dict__, "unet_steps": 3}), resume=True)  # one more step from the checkpoint
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 3
+    resumed = load_toy(weights=tmp_path / "weights")
+    assert not torch.equal(resumed.unet.conv_out.weight, backbone.unet.conv_out.weight)
+    assert resumed.vae.config.scaling_factor == backbone.vae.config.scaling_factor  # kept across the resume
+
+
+def test_untrained_architecture_shapes():
+    unet, vae = toy_unet(), toy_vae()
+    with torch.no_grad():
+        latents = vae.encode(torch.zeros(2, 3, SIZE, SIZE)).latent_dist.mean
+        assert latents.shape == (2, 4, SIZE // 4, SIZE // 4)
+        out = unet(torch.zeros(1, 4, 5, 8, 8), 10, encoder_hidden_states=torch.zeros(1, 24, TEXT_WIDTH)).sample
+    assert out.shape == (1, 4, 5, 8, 8)
+    assert np.isfinite(out.numpy()).all()
