@@ -100,3 +100,12 @@ def test_upscale_repeats_pixels(tmp_path, frames):
     np.testing.assert_array_equal(big[:, ::3, ::3], to_uint8(frames))
     with pytest.raises(ValueError, match="upscale must be >= 1"):
         write_video(frames, tmp_path / "x.mp4", upscale=0)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, frames):
+    old = os.umask(0o022)
+    try:
+        path = write_video(frames, tmp_path / "clip.gif")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -47,6 +47,12 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise PermissionError(f"cannot write to {parent}: {existing} is not a writable folder")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: Path, overwrite: bool, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
@@ -58,6 +64,7 @@ def atomic_path(path: Path, overwrite: bool, is_dir: bool = False) -> Iterator[P
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
     try:
         yield tmp
         if is_dir and path.exists():
