@@ -183,3 +183,12 @@ def test_default_model_offline_says_how_to_get_it(tmp_path, monkeypatch):
     for needle in ("VideoCrafter/VideoCrafter2", "--model-path", "convert-videocrafter2", "HF_HUB_OFFLINE"):
         assert needle in result.output
     assert "Traceback" not in result.output and not (tmp_path / "x.mp4").exists()
+
+
+def test_progress_and_messages_without_quiet(tmp_path):
+    out = tmp_path / "clip.gif"
+    result = vstar("generate", "a red circle turning into a blue square", "--model", "tiny-modelscope", "--steps", 2,
+                   "--frames", 4, "--seed", 0, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "model tiny-modelscope (tiny random-weight" in result.output and "synopsis (rules)" in result.output
+    assert read_video(out).shape[0] == 4

@@ -190,8 +190,8 @@ def generate(
     pipe = VSTARPipeline.from_pretrained(model, model_path=model_path, device=device,
                                          dtype=dtype or recorded.get("dtype"))
     if not quiet:
-        source = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
-        typer.echo(f"model {model} ({source}) on {pipe.device}, seed {seed}", err=True)
+        origin = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
+        typer.echo(f"model {model} ({origin}) on {pipe.device}, seed {seed}", err=True)
     result = pipe(
         prompt, chosen_states,
         num_frames=_pick(frames, settings, "num_frames"),
