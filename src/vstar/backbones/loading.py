@@ -147,6 +147,14 @@ def model_source(repo_id: str, model_path: str | os.PathLike[str] | None, cache_
     return ModelSource(repo_id, Path(model_path).expanduser() if model_path is not None else None, cache_dir)
 
 
+def token_states(tokenizer: Any, text_encoder: torch.nn.Module, texts: Sequence[str]) -> torch.Tensor:
+    """Per-token last hidden states ``(K, S, D)`` of ``texts`` padded to the tokenizer's max length S, on the
+    encoder's device (the conditioning a model trains and samples with)."""
+    tokens = tokenizer(list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                       return_tensors="pt")
+    return text_encoder(tokens.input_ids.to(next(text_encoder.parameters()).device))[0]
+
+
 class DiffusersVideoBackbone(Backbone):
     """A backbone made of diffusers/transformers parts: CLIP text encoder, KL VAE, a video UNet.
 
@@ -160,11 +168,7 @@ class DiffusersVideoBackbone(Backbone):
         device and dtype."""
         if not texts:
             raise ValueError("encode_text needs at least one text, got an empty list")
-        tokens = self.tokenizer(list(texts), padding="max_length", max_length=self.tokenizer.model_max_length,
-                                truncation=True, return_tensors="pt")
-        encoder_device = next(self.text_encoder.parameters()).device
-        hidden = self.text_encoder(tokens.input_ids.to(encoder_device))[0]
-        return hidden.to(device=self.device, dtype=self.dtype)
+        return token_states(self.tokenizer, self.text_encoder, texts).to(device=self.device, dtype=self.dtype)
 
     def unet_encoder_hidden_states(self, context: torch.Tensor, num_frames: int) -> torch.Tensor:
         """The ``encoder_hidden_states`` to pass to ``unet.forward`` for a ``(B*F, S, D)`` per-frame context."""

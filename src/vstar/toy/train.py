@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
 from tqdm.auto import tqdm
 
+from vstar.backbones.loading import token_states
 from vstar.backbones.modelscope import MODELSCOPE_SCHEDULER
 from vstar.toy.model import SIZE, WEIGHTS_DIR, minilm_text_encoder, toy_unet, toy_vae
 from vstar.toy.scenes import caption, render_clip, sample_scene
@@ -45,7 +46,8 @@ class TrainConfig:
 
 
 class CaptionEmbeddings:
-    """MiniLM per-token states ``(S, D)`` of captions, computed once per distinct caption."""
+    """MiniLM per-token states ``(S, D)`` of captions, computed once per distinct caption with the same
+    :func:`~vstar.backbones.loading.token_states` the backbone samples with."""
 
     def __init__(self) -> None:
         self.tokenizer, self.encoder = minilm_text_encoder()
@@ -55,9 +57,7 @@ class CaptionEmbeddings:
     def __call__(self, texts: list[str]) -> torch.Tensor:
         missing = sorted({t for t in texts if t not in self.cache})
         if missing:
-            tokens = self.tokenizer(missing, padding="max_length", max_length=self.tokenizer.model_max_length,
-                                    truncation=True, return_tensors="pt")
-            for text, states in zip(missing, self.encoder(tokens.input_ids)[0], strict=True):
+            for text, states in zip(missing, token_states(self.tokenizer, self.encoder, missing), strict=True):
                 self.cache[text] = states
         return torch.stack([self.cache[t] for t in texts])
 
