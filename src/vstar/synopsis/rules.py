@@ -247,9 +247,9 @@ def _rule_aging(ctx: _Ctx) -> list[Node] | None:
 
 
 _TRANSFORM = re.compile(
-    r"\s*,?\s*(?:\band\s+)?(?:\bthen\s+)?\b(?:becomes?|becoming|(?:is\s+|gets\s+)?(?:turns?|turning|turned|"
+    r"\s*,?\s*(?:(?:\band\s+)?(?:\bthen\s+)?\b(?:becomes?|becoming|(?:is\s+|gets\s+)?(?:turns?|turning|turned|"
     r"transforms?|transforming|transformed|changes?|changing|changed|morphs?|morphing|morphed|evolves?|"
-    r"evolving|evolved|grows?|growing|develops?|developing)\s+into)\s+",
+    r"evolving|evolved|grows?|growing|develops?|developing)\s+into)|\bthen\s+into)\s+",
     re.I,
 )
 _POSSESSIVE_TRANSFORM = re.compile(
@@ -523,14 +523,25 @@ def _give_way(scene: str) -> Callable[[str, str, str], str]:
 
 
 def _transform_nodes(points: list[str], ctx: _Ctx, how: str | None = None) -> list[Node]:
+    carried = _carry_setting(points)
+    as_said = dict(zip(carried, points, strict=True))  # the middle states keep the prompt's wording
+
     def middle(x: str, y: str, word: str) -> str:
+        x, y = as_said[x], as_said[y]
         if how and word == "midway":
             return f"{_cap(x)} halfway through {how} into {_lower_first(y)}"
         verb = {"midway": "turning", "early in the change": "starting to turn",
                 "late in the change": "almost turned"}[word]  # fmt: skip
         return f"{_cap(x)} {verb} into {_lower_first(y)}"
 
-    return _ladder_nodes(points, ctx, middle, _cap)
+    return _ladder_nodes(carried, ctx, middle, _cap)
+
+
+def _carry_setting(points: list[str]) -> list[str]:
+    """Later points without a setting of their own keep the first one's: "a caterpillar on a leaf" turning into
+    "a butterfly" ends as "a butterfly on a leaf", so that the scene does not change with the subject."""
+    _, setting = _split_locative(points[0])
+    return [points[0]] + [p if not setting or _split_locative(p)[1] else f"{p} {setting}" for p in points[1:]]
 
 
 def _adjective_nodes(x: str, adj: str, ctx: _Ctx) -> list[Node]:
