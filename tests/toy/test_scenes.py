@@ -1,5 +1,7 @@
 """Toy scenes: vocabulary, validation, captions and their parsing, rendering."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from vstar.toy.scenes import (
     BACKGROUNDS,
     COLORS,
     MOTIONS,
+    OPTIONAL_DETAILS,
     POSITIONS,
     SHAPES,
     SIZES,
@@ -48,6 +51,30 @@ def test_caption_wording():
     assert caption(scene) == "a small red circle on a black background, on the left"
     moving = Scene("square", "blue", "large", "navy", "center", "drifting right")
     assert caption(moving) == "a large blue square on a navy background, in the center, drifting right"
+
+
+def test_caption_can_leave_out_details():
+    scene = Scene("square", "blue", "large", "navy", "right", "drifting left")
+    assert caption(scene, omit=OPTIONAL_DETAILS) == "a blue square"
+    assert caption(scene, omit=("size", "position", "motion")) == "a blue square on a navy background"
+    assert caption(scene, omit=("background",)) == "a large blue square, on the right, drifting left"
+    assert caption(scene, omit=("size", "background")) == "a blue square, on the right, drifting left"
+
+
+@pytest.mark.parametrize("omit", [("colour",), ("shape",), ("size", "mood")])
+def test_caption_refuses_to_leave_out_unknown_or_essential_details(omit):
+    with pytest.raises(ValueError, match="cannot omit .*; omit any of size, background, position, motion"):
+        caption(Scene("circle", "red", "small", "black", "left"), omit=omit)
+
+
+def test_partial_captions_parse_back_to_what_they_name():
+    scene = Scene("triangle", "green", "small", "gray", "left", "drifting right")
+    for k in range(len(OPTIONAL_DETAILS) + 1):
+        for omit in itertools.combinations(OPTIONAL_DETAILS, k):
+            parsed = parse_caption(caption(scene, omit=omit))
+            for field in ("shape", "color", "size", "background", "position", "motion"):
+                if field not in omit:
+                    assert getattr(parsed, field) == getattr(scene, field), (omit, field)
 
 
 def test_all_captions_cover_every_combination_once_in_a_fixed_order():

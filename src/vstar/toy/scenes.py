@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,13 +66,27 @@ class Scene:
         _check("motion", self.motion, MOTIONS)
 
 
-def caption(scene: Scene) -> str:
-    """``"a small red circle on a black background, on the left"`` (+ ``", drifting right"`` if moving)."""
-    text = (
-        f"a {scene.size} {scene.color} {scene.shape} on a {scene.background} background, "
-        f"{_POSITION_PHRASES[scene.position]}"
-    )
-    return text if scene.motion == "still" else f"{text}, {scene.motion}"
+OPTIONAL_DETAILS: tuple[str, ...] = ("size", "background", "position", "motion")  # what a caption may leave out
+
+
+def caption(scene: Scene, omit: Collection[str] = ()) -> str:
+    """``"a small red circle on a black background, on the left"`` (+ ``", drifting right"`` if moving).
+
+    ``omit`` leaves out any of :data:`OPTIONAL_DETAILS`: ``caption(scene, omit=("size", "position"))`` is
+    ``"a red circle on a black background"``. Colour and shape are always named.
+    """
+    unknown = set(omit) - set(OPTIONAL_DETAILS)
+    if unknown:
+        raise ValueError(f"cannot omit {sorted(unknown)}; omit any of {', '.join(OPTIONAL_DETAILS)}")
+    words = [scene.size] if "size" not in omit else []
+    parts = [" ".join(["a", *words, scene.color, scene.shape])]
+    if "background" not in omit:
+        parts[0] += f" on a {scene.background} background"
+    if "position" not in omit:
+        parts.append(_POSITION_PHRASES[scene.position])
+    if "motion" not in omit and scene.motion != "still":
+        parts.append(scene.motion)
+    return ", ".join(parts)
 
 
 def parse_caption(text: str) -> Scene | None:
