@@ -60,10 +60,29 @@ def test_linear_interpolation_matches_reference(num_states, num_frames):
         assert torch.equal(out[f], embeds[state])
 
 
-def test_step_holds_the_previous_state():
+def test_step_switches_states_halfway_between_keyframes():
     embeds = torch.arange(3.0)[:, None, None].expand(3, 2, 2)
     out = interpolate_embeddings(embeds, 9, mode="step")  # keyframes 0, 4, 8
-    assert out[:, 0, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2]
+    assert out[:, 0, 0].tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
+    out = interpolate_embeddings(embeds, 16, mode="step")  # keyframes 0, 7, 15
+    assert out[:, 0, 0].tolist() == [0] * 4 + [1] * 7 + [2] * 5
+    out = interpolate_embeddings(embeds[:2], 6, keyframes=[0, 5], mode="step")
+    assert out[:, 0, 0].tolist() == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("num_frames", [5, 16, 24, 63])
+def test_step_takes_the_state_linear_blending_weighs_most(num_frames):
+    embeds = torch.randn(4, 3, 2)
+    step = interpolate_embeddings(embeds, num_frames, mode="step")
+    keyframes = torch.tensor(keyframe_indices(4, num_frames), dtype=torch.float32)
+    for f in range(num_frames):
+        state = int(torch.searchsorted(keyframes, torch.tensor(float(f)), right=True).clamp(max=3)) - 1
+        if f == num_frames - 1:
+            nearest = 3
+        else:
+            w = (f - keyframes[state]) / (keyframes[state + 1] - keyframes[state])
+            nearest = state if w < 0.5 else state + 1
+        assert torch.equal(step[f], embeds[nearest]), f
 
 
 def test_slerp_keeps_the_norm_between_unit_vectors():

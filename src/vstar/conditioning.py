@@ -61,8 +61,9 @@ def interpolate_embeddings(
         embeds: ``(K, S, D)`` one text embedding per synopsis state.
         num_frames: F, the number of frames.
         keyframes: K increasing frame indices, first 0 and last F-1 (default: :func:`keyframe_indices`).
-        mode: ``"linear"`` blends the two neighbouring states, ``"step"`` holds the previous state until
-            the next keyframe, ``"slerp"`` interpolates on the sphere token by token.
+        mode: ``"linear"`` blends the two neighbouring states, ``"step"`` holds each state and switches to
+            the next one halfway between their keyframes (where linear blending is 50/50; the later state
+            from the midpoint on), ``"slerp"`` interpolates on the sphere token by token.
 
     Returns:
         ``(F, S, D)``; keyframe f gets exactly its state's embedding. K = 1 repeats it.
@@ -89,7 +90,9 @@ def interpolate_embeddings(
         a, b = embeds[state], embeds[state + 1]
         for f in range(start, end):
             w = (f - start) / (end - start)
-            if mode == "step" or w == 0:
+            if mode == "step":
+                frames.append(a if w < 0.5 else b)
+            elif w == 0:
                 frames.append(a)
             elif mode == "linear":
                 frames.append(torch.lerp(a, b, w))
