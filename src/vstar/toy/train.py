@@ -1,10 +1,13 @@
 """Train the embedded toy model on procedural clips: first the VAE on frames, then the UNet on latents.
 
-    python -m vstar.toy.train --workdir runs/toy [--minutes 40] [--resume]
+    python -m vstar.toy.train --workdir runs/toy [--minutes 45] [--resume] [--init-vae PATH]
 
 Seeded and resumable (a checkpoint every ``--save-every`` steps in the work folder); writes ``loss.csv``
 there and, at the end, float16 weights in diffusers layout to ``--export`` (the packaged weights folder by
-default). Each training clip shows one scene with its caption, like real text-to-video data.
+default). Each training clip shows one scene with its caption, like real text-to-video data; captions leave
+out details at random so that short prompts ("a blue square") are in the training distribution.
+The UNet's temporal convolutions stay identities (see :func:`~vstar.toy.model.toy_unet`), so they are skipped
+while training.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
+from torch import nn
 from tqdm.auto import tqdm
 
 from vstar.backbones.loading import token_states
 from vstar.backbones.modelscope import MODELSCOPE_SCHEDULER
 from vstar.toy.model import SIZE, WEIGHTS_DIR, minilm_text_encoder, toy_unet, toy_vae
-from vstar.toy.scenes import caption, render_clip, sample_scene
+from vstar.toy.scenes import OPTIONAL_DETAILS, caption, render_clip, sample_scene
 
 CFG_DROP = 0.1  # share of captions replaced by "" so that classifier-free guidance works
+OMIT_DETAIL = 0.3  # chance that a caption leaves out each of size, background, position and motion
 
 
 @dataclass
@@ -39,10 +44,11 @@ class TrainConfig:
     unet_steps: int = 20_000
     unet_batch: int = 16
     frames: int = 8
-    minutes: float = 40.0  # wall-clock budget of the UNet stage; training stops at whichever comes first
+    minutes: float = 45.0  # wall-clock budget of the UNet stage; training stops at whichever comes first
     lr: float = 5e-4
     noise: float = 0.02  # pixel noise of the rendered clips
     save_every: int = 200
+    init_vae: str = ""  # a trained VAE folder (diffusers layout) to start from instead of training one
 
 
 class CaptionEmbeddings:
@@ -63,11 +69,41 @@ class CaptionEmbeddings:
 
 
 def render_batch(rng: np.random.Generator, batch: int, frames: int, noise: float) -> tuple[torch.Tensor, list[str]]:
-    """``batch`` one-scene clips as ``(B, F, 3, H, W)`` in [-1, 1] and their captions."""
+    """``batch`` one-scene clips as ``(B, F, 3, H, W)`` in [-1, 1] and their captions, some details left out."""
     scenes = [sample_scene(rng) for _ in range(batch)]
     clips = np.stack([render_clip(s, num_frames=frames, size=SIZE, rng=rng, noise=noise) for s in scenes])
     video = torch.from_numpy(clips).float().permute(0, 1, 4, 2, 3) * 2 - 1
-    return video, [caption(s) for s in scenes]
+    captions = [caption(s, omit=[d for d in OPTIONAL_DETAILS if rng.random() < OMIT_DETAIL]) for s in scenes]
+    return video, captions
+
+
+class SkippedTemporalConv(nn.Module):
+    """Stands in for a ``TemporalConvLayer`` whose output layer is zero, i.e. an identity: same result, no work."""
+
+    def forward(self, hidden_states: torch.Tensor, num_frames: int = 1) -> torch.Tensor:
+        return hidden_states
+
+
+def skip_temporal_convs(unet: UNet3DConditionModel) -> UNet3DConditionModel:
+    """Replace the (identity) temporal convolutions of ``unet`` by :class:`SkippedTemporalConv`, in place."""
+    for block in (*unet.down_blocks, unet.mid_block, *unet.up_blocks):
+        for i, conv in enumerate(block.temp_convs):
+            if isinstance(conv, SkippedTemporalConv):
+                continue
+            output = conv.conv4[-1]
+            if output.weight.any() or output.bias.any():
+                raise ValueError("only identity temporal convolutions (zero output layer) can be skipped")
+            block.temp_convs[i] = SkippedTemporalConv()
+    return unet
+
+
+def full_unet(trained: UNet3DConditionModel) -> UNet3DConditionModel:
+    """A plain ``toy_unet()`` (identity temporal convolutions) with the weights of a skip-trained UNet."""
+    unet = toy_unet()
+    missing, unexpected = unet.load_state_dict(trained.state_dict(), strict=False)
+    if unexpected or any(".temp_convs." not in key for key in missing):
+        raise RuntimeError(f"UNet weights do not fit toy_unet(): missing {missing}, unexpected {unexpected}")
+    return unet.eval()
 
 
 def save_checkpoint(path: Path, **state: object) -> None:
@@ -158,7 +194,7 @@ def run(cfg: TrainConfig, resume: bool = False) -> None:
     checkpoint, log = cfg.workdir / "checkpoint.pt", cfg.workdir / "loss.csv"
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    vae, unet = toy_vae(), toy_unet()
+    vae, unet = toy_vae(), skip_temporal_convs(toy_unet())
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     unet_opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     state = torch.load(checkpoint, weights_only=False) if resume and checkpoint.exists() else None
@@ -173,7 +209,13 @@ def run(cfg: TrainConfig, resume: bool = False) -> None:
             vae_opt.load_state_dict(state["optimizer"])
     elif log.exists():
         log.unlink()
-    if state is None or state["stage"] == "vae":
+    if cfg.init_vae and state is None:
+        trained = AutoencoderKL.from_pretrained(cfg.init_vae, torch_dtype=torch.float32)
+        vae.load_state_dict(trained.state_dict())  # into toy_vae(): checks the architecture, keeps no path
+        vae.register_to_config(scaling_factor=trained.config.scaling_factor)
+        vae.eval()
+        unet_start = 0
+    elif state is None or state["stage"] == "vae":
         train_vae(vae, cfg, rng, state["step"] if state else 0, vae_opt, log, checkpoint)
         vae.register_to_config(scaling_factor=latent_scale(vae, rng))
         unet_start = 0
@@ -186,7 +228,7 @@ def run(cfg: TrainConfig, resume: bool = False) -> None:
                     latent_scale=vae.config.scaling_factor, optimizer=unet_opt.state_dict(),
                     rng=rng.bit_generator.state, torch_rng=torch.get_rng_state())
     cfg.export.mkdir(parents=True, exist_ok=True)
-    unet.half().save_pretrained(cfg.export / "unet")
+    full_unet(unet).half().save_pretrained(cfg.export / "unet")
     vae.half().save_pretrained(cfg.export / "vae")
     print(f"trained {done} UNet steps; weights in {cfg.export}")
 
