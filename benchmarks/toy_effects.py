@@ -1,6 +1,6 @@
 """Measured effects of VSP and TAR on the embedded toy model (trained on one-state clips), in one run.
 
-    python benchmarks/toy_effects.py [--prompts 20] [--seeds 4] [--long-prompts 6] [--steps 25] [--gif docs/toy.gif]
+    python benchmarks/toy_effects.py [--prompts 20] [--seeds 4] [--long-prompts 8] [--steps 25] [--gif docs/toy.gif]
 
 Every frame is scored by the pixel-space classifier of ``vstar.toy.classifier`` (no learned weights).
 
@@ -111,25 +111,22 @@ class AttentionProbe:
         scores = (query @ key.transpose(-1, -2)) * attn.scale
         own = torch.eye(scores.shape[-1], dtype=torch.bool)
         plain = scores.softmax(-1)[..., own].mean().item()
-        regularized = self.tar.regularized_attention(query, key, attn.scale)[..., own].mean().item()
+        regularized = (scores + self.tar.logit_bias(scores)).softmax(-1)[..., own].mean().item()
         self.records.append((scores.amax(-1).mean().item(), plain, regularized))
         return self.processor(attn, hidden_states, *args, **kwargs)
 
 
 def attention_table(pipe: VSTARPipeline, steps: int) -> str:
     """Per temporal attention layer at levels 0-1: logit row maximum and own-frame weight without / with TAR."""
-    probes = {}
-    for layer in temporal_attention_layers(pipe.backbone.unet):
-        if layer.level in (0, 1):
-            probes[layer.name] = AttentionProbe(layer.module.processor)
-            layer.module.set_processor(probes[layer.name])
-    t = transitions(1)[0]
+    layers = [layer for layer in temporal_attention_layers(pipe.backbone.unet) if layer.level in (0, 1)]
+    probes = {layer.name: AttentionProbe(layer.module.processor) for layer in layers}
+    for layer in layers:
+        layer.module.set_processor(probes[layer.name])
     try:
-        generate(pipe, t, [0], 16, steps, vsp=True, tar=None)
+        generate(pipe, transitions(1)[0], [0], 16, steps, vsp=True, tar=None)
     finally:
-        for layer in temporal_attention_layers(pipe.backbone.unet):
-            if layer.name in probes:
-                layer.module.set_processor(probes[layer.name].processor)
+        for layer in layers:
+            layer.module.set_processor(probes[layer.name].processor)
     lines = ["| layer | row max of S | own-frame weight | with TAR sigma 1 |", "|---|---|---|---|"]
     for name, probe in probes.items():
         peak, plain, regularized = np.mean(probe.records, axis=0)
