@@ -12,8 +12,10 @@ from vstar.toy.classifier import (
     STATE_KEYS,
     FrameState,
     _largest_component,
+    background_off_share,
     classify_clip,
     classify_frame,
+    is_clean,
     matches,
     shows,
 )
@@ -170,3 +172,38 @@ def test_classify_frame_never_crashes_on_arbitrary_uint8_frames(frame):
     assert state.background in BACKGROUNDS and 0.0 <= state.foreground_fraction <= 1.0
     assert state.color in (None, *COLORS) and state.shape in (None, *SHAPES)
     assert state.position in (None, *POSITIONS) and state.size in (None, *SIZES)
+
+
+def test_clean_renders_are_clean_even_blurred_or_slightly_noisy():
+    rng = np.random.default_rng(2)
+    scenes = _still_scenes()
+    assert all(background_off_share(render_frame(s)) == 0.0 for s in scenes)
+    assert all(is_clean(_box_blur(render_frame(s))) for s in scenes)
+    assert all(is_clean(render_clip(s, 1, rng=rng, noise=0.02)[0]) for s in scenes[:60])
+
+
+def test_speckles_stray_blobs_and_empty_frames_are_not_clean():
+    scene = Scene("circle", "red", "large", "black", "center")
+    frame = render_frame(scene)
+    assert is_clean(frame)
+    speckled = frame.copy()
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(0, 32, 60), rng.integers(0, 32, 60)
+    far = np.hypot(ys + 0.5 - 16, xs + 0.5 - 16) > 9
+    speckled[ys[far], xs[far]] = COLORS["blue"]
+    assert background_off_share(speckled) >= 0.03 and not is_clean(speckled)
+    stray = frame.copy()
+    stray[1:7, 1:7] = COLORS["green"]  # a second shape: 36 px, about 4% of the background
+    assert not is_clean(stray)
+    assert is_clean(stray, max_off=0.05)
+    assert background_off_share(np.zeros((32, 32, 3))) == 1.0 and not is_clean(np.zeros((32, 32, 3)))
+    gradient = np.broadcast_to(np.linspace(0, 0.6, 32)[None, :, None], (32, 32, 3)).astype(np.float32)
+    assert not is_clean(np.maximum(gradient, frame))  # a non-uniform background
+
+
+def test_a_speck_touching_the_shape_edge_is_forgiven_only_within_the_margin():
+    frame = render_frame(Scene("square", "white", "large", "black", "center")).copy()
+    frame[16, 22] = 0.5  # right next to the edge (the square covers pixels 10-21): part of the margin
+    assert background_off_share(frame) == 0.0
+    frame[16, 27] = 0.5  # 4 px away: background
+    assert background_off_share(frame) > 0.0

@@ -175,3 +175,46 @@ def shows(
     if not states:
         raise ValueError("frames is empty; pass at least one frame")
     return sum(matches(s, scene, keys) for s in states) / len(states) >= min_share
+
+
+CLEAN_TOLERANCE = 0.2  # RGB distance from the border colour above which a background pixel is "off"
+CLEAN_MAX_OFF = 0.03  # share of off background pixels below which a frame is clean
+
+
+def _dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` grown by ``pixels`` in the 8-neighbourhood (a square structuring element)."""
+    h, w = mask.shape
+    for _ in range(pixels):
+        padded = np.pad(mask, 1)
+        mask = np.logical_or.reduce([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+                                     for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    return mask
+
+
+def background_off_share(frame: np.ndarray, tolerance: float = CLEAN_TOLERANCE, margin: int = 1) -> float:
+    """Share of a frame's background pixels farther than ``tolerance`` (RGB distance) from its border colour.
+
+    The border colour is the median border pixel; the shape is the classifier's largest blob grown by
+    ``margin`` pixels (its anti-aliased edge), and every other pixel counts as background. Speckles, stray
+    blobs and a non-uniform background raise the share; ``1.0`` when no shape is found.
+    """
+    image = _as_float(frame)
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    dist = np.linalg.norm(image - np.median(border, axis=0), axis=-1)
+    contrast = float(np.percentile(dist, 99))
+    mask = dist > max(MIN_CONTRAST, 0.5 * contrast)
+    if not mask.any():
+        return 1.0
+    shape = _largest_component(mask)
+    if shape.mean() < MIN_FOREGROUND:
+        return 1.0
+    background = ~_dilate(shape, margin)
+    if not background.any():
+        return 1.0
+    return float((dist[background] > tolerance).mean())
+
+
+def is_clean(frame: np.ndarray, max_off: float = CLEAN_MAX_OFF, tolerance: float = CLEAN_TOLERANCE) -> bool:
+    """One shape on a uniform background: fewer than ``max_off`` of the background pixels are farther than
+    ``tolerance`` from the border colour (see :func:`background_off_share`)."""
+    return background_off_share(frame, tolerance) < max_off
