@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from vstar.toy.classifier import classify_clip, is_clean
 from vstar.toy.scenes import (
     BACKGROUNDS,
     COLORS,
@@ -13,17 +14,32 @@ from vstar.toy.scenes import (
     POSITIONS,
     SHAPES,
     SIZES,
+    SPEEDS,
+    Motion,
     Scene,
     all_captions,
     all_scenes,
     caption,
+    motion_path,
     parse_caption,
     render_clip,
     render_frame,
     render_transition,
+    sample_clip,
     sample_scene,
     shape_coverage,
 )
+
+_AREA_PER_R2 = {"circle": np.pi, "square": 4.0, "triangle": 2.0}
+
+
+def _centroid(clip: np.ndarray) -> np.ndarray:
+    """``(F, 2)`` centroid x, y of a white-on-black clip, in pixels."""
+    alpha = clip[..., 0]
+    area = alpha.sum(axis=(1, 2))
+    x = (alpha.sum(axis=1) * (np.arange(alpha.shape[2]) + 0.5)).sum(axis=1) / area
+    y = (alpha.sum(axis=2) * (np.arange(alpha.shape[1]) + 0.5)).sum(axis=1) / area
+    return np.stack([x, y], axis=1)
 
 
 def test_palette_is_well_separated():
@@ -199,3 +215,107 @@ def test_sample_scene_is_seeded_and_respects_motion_prob():
 def test_bad_arguments_raise(call, message):
     with pytest.raises(ValueError, match=message):
         call(Scene("circle", "red", "small", "black", "left"))
+
+
+def test_render_clip_without_motion_is_unchanged_by_the_new_parameter():
+    scene = Scene("square", "blue", "large", "gray", "right", "drifting left")
+    assert np.array_equal(render_clip(scene, 6), render_clip(scene, 6, motion=None))
+
+
+@pytest.mark.parametrize("speed", [0.0, 0.125, 0.25, 0.5])
+@pytest.mark.parametrize("dx, dy", [(1, 0), (-1, 0), (0, 1), (0, -1)])
+def test_motion_moves_the_centroid_at_the_requested_speed(speed, dx, dy):
+    scene = Scene("circle", "white", "small", "black", "center")
+    clip = render_clip(scene, 16, motion=Motion(dx=dx * speed, dy=dy * speed))
+    centroid = _centroid(clip)
+    np.testing.assert_allclose((centroid[-1] - centroid[0]) / 15, [dx * speed, dy * speed], atol=0.005)
+    steps = np.diff(centroid, axis=0)  # each step within the 1/4 px of the 4x supersampling
+    np.testing.assert_allclose(steps, np.tile([dx * speed, dy * speed], (15, 1)), atol=0.07)
+
+
+def test_motion_speed_scales_with_the_frame_size():
+    scene = Scene("square", "white", "small", "black", "center")
+    centroid = _centroid(render_clip(scene, 8, size=64, motion=Motion(dx=0.25)))
+    assert (centroid[-1, 0] - centroid[0, 0]) / 7 == pytest.approx(0.5, abs=0.005)
+
+
+@pytest.mark.parametrize("grow", [0.1, -0.1])
+def test_growth_changes_the_size_monotonically(grow):
+    scene = Scene("square", "white", "large", "black", "center")
+    clip = render_clip(scene, 12, motion=Motion(grow=grow))
+    area = clip[..., 0].sum(axis=(1, 2))
+    assert (np.diff(area) * np.sign(grow) >= 0).all() and area[-1] != area[0]  # steps of the 4x supersampling
+    half = np.sqrt(area / 4.0)  # square: area = (2r)^2
+    assert half[-1] - half[0] == pytest.approx(11 * grow, abs=0.15)
+    assert half[[0, -1]].mean() == pytest.approx(SIZES["large"], abs=0.1)  # centred on the scene's size
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("motion", [Motion(dx=2.0), Motion(dx=-1.5, dy=1.7), Motion(dy=-3.0, grow=0.05),
+                                    Motion(dx=0.5, center=(0.0, 1.0))])
+def test_moving_shapes_bounce_and_stay_inside_the_frame(shape, motion):
+    scene = Scene(shape, "white", "large", "black", "left")
+    clip = render_clip(scene, 24, motion=motion)
+    area = clip[..., 0].sum(axis=(1, 2))
+    path = motion_path(scene, motion, 24)
+    assert (path[:, :2] >= path[:, 2:]).all() and (path[:, :2] <= 32 - path[:, 2:]).all()
+    # the same shape drawn 16 px in from every edge of a 64 px canvas: nothing of it is cut off there
+    uncut = [shape_coverage(shape, x + 16, y + 16, r, 64, 64).sum() for x, y, r in path]
+    np.testing.assert_allclose(area, uncut, rtol=1e-5)  # nothing cut off by the frame edge
+    np.testing.assert_allclose(area, _AREA_PER_R2[shape] * path[:, 2] ** 2, rtol=0.06)
+    speed = np.hypot(motion.dx, motion.dy) + 2 * abs(motion.grow)  # a bounce off a growing shape adds grow
+    assert np.abs(np.diff(_centroid(clip), axis=0)).max() <= speed + 0.3
+
+
+def test_moving_clips_keep_a_clean_uniform_background():
+    scene = Scene("triangle", "yellow", "small", "navy", "right")
+    clip = render_clip(scene, 16, motion=Motion(dx=-0.5, dy=0.25, grow=0.05))
+    assert all(is_clean(frame) for frame in clip)
+    corner = clip[:, :2, :2].reshape(-1, 3)
+    assert np.allclose(corner, BACKGROUNDS["navy"])
+    one_colour = np.isclose(clip, COLORS["yellow"]).all(-1) | np.isclose(clip, BACKGROUNDS["navy"]).all(-1)
+    assert one_colour.mean() > 0.9  # only anti-aliased edge pixels blend the two colours
+
+
+@pytest.mark.parametrize("num_frames", [8, 16, 24])
+def test_sampled_clips_are_one_state_and_their_captions_stay_true(num_frames):
+    rng = np.random.default_rng(num_frames)
+    speeds, growing, omitted = set(), 0, 0
+    for _ in range(40):
+        scene, motion, must_omit = sample_clip(rng, num_frames)
+        assert must_omit in ((), ("position",))
+        omitted += bool(must_omit)
+        speeds.add(round(float(np.hypot(motion.dx, motion.dy)), 3))
+        growing += motion.grow != 0
+        clip = render_clip(scene, num_frames, motion=motion)
+        keys = ("color", "shape", "size", "background") + (() if must_omit else ("position",))
+        for state in classify_clip(clip):
+            assert all(getattr(state, k) == getattr(scene, k) for k in keys), (scene, motion, state)
+        assert all(is_clean(frame) for frame in clip)
+        words = caption(scene, omit=must_omit)
+        if motion.dx > 0:
+            assert words.endswith("drifting right")
+        elif motion.dx < 0:
+            assert words.endswith("drifting left")
+        assert parse_caption(words).color == scene.color and parse_caption(words).shape == scene.shape
+    assert speeds == {round(v, 3) for v in SPEEDS.values()}  # every speed is drawn
+    assert growing > 0 and (omitted > 0 or num_frames < 24)
+
+
+def test_sampled_paths_do_not_bounce():
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        scene, motion, _ = sample_clip(rng, 24)
+        centroid = _centroid(render_clip(Scene("circle", "white", scene.size, "black", scene.position),
+                                         24, motion=motion))  # a circle: centroid = box centre
+        np.testing.assert_allclose((centroid[-1] - centroid[0]) / 23, [motion.dx, motion.dy], atol=0.01)
+        steps = np.diff(centroid, axis=0)
+        assert (steps * np.sign([motion.dx, motion.dy]) >= -0.01).all()  # never turns back
+
+
+def test_sample_clip_is_seeded():
+    assert sample_clip(np.random.default_rng(3), 16) == sample_clip(np.random.default_rng(3), 16)
+    with pytest.raises(ValueError, match="num_frames must be >= 1"):
+        sample_clip(np.random.default_rng(0), 0)
+    with pytest.raises(ValueError, match="grow_prob must be in"):
+        sample_clip(np.random.default_rng(0), 8, grow_prob=1.5)
