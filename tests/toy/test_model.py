@@ -124,3 +124,22 @@ def test_untrained_architecture_shapes():
         out = unet(torch.zeros(1, 4, 5, 8, 8), 10, encoder_hidden_states=torch.zeros(1, 24, TEXT_WIDTH)).sample
     assert out.shape == (1, 4, 5, 8, 8)
     assert np.isfinite(out.numpy()).all()
+
+
+def test_mixed_lengths_keep_frames_per_step_and_export_the_ema(tmp_path):
+    cfg = TrainConfig(workdir=tmp_path / "run", export=tmp_path / "weights", vae_steps=1, vae_batch=8,
+                      unet_steps=3, frames="4,8", frames_per_step=16, ema_decay=0.9, save_every=2)
+    assert cfg.lengths() == [4, 8] and (cfg.batch(4), cfg.batch(8)) == (4, 2)
+    assert TrainConfig(workdir=tmp_path, unet_batch=3, frames=4).batch(4) == 3  # the old single length
+    run(cfg)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["ema"]["updates"] == 3 and state["ema"]["decay"] == 0.9
+    exported = load_toy(weights=tmp_path / "weights").unet.state_dict()
+    raw, ema = state["unet"], state["ema"]["shadow"]
+    key = "conv_out.weight"
+    torch.testing.assert_close(exported[key], ema[key].half().float())
+    assert not torch.equal(raw[key], ema[key])
+    run(TrainConfig(**{**cfg.__dict__, "unet_steps": 4}), resume=True)  # the EMA resumes with the weights
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["ema"]["updates"] == 4
+    log = (tmp_path / "run" / "loss.csv").read_text().splitlines()
+    assert log[0] == "stage,step,loss" and log[1].startswith("vae,0,") and log[2].startswith("unet,0,")

@@ -1,11 +1,15 @@
 """Train the embedded toy model on procedural clips: first the VAE on frames, then the UNet on latents.
 
-    python -m vstar.toy.train --workdir runs/toy [--minutes 45] [--resume] [--init-vae PATH]
+    python -m vstar.toy.train --workdir runs/toy [--minutes 45] [--resume] [--init-vae PATH | --vae-from PATH]
+        [--frames 8,16,24] [--frames-per-step 192] [--ema-decay 0.999] [--device cpu|cuda]
 
-Seeded and resumable (a checkpoint every ``--save-every`` steps in the work folder); writes ``loss.csv``
-there and, at the end, float16 weights in diffusers layout to ``--export`` (the packaged weights folder by
-default). Each training clip shows one scene with its caption, like real text-to-video data; captions leave
-out details at random so that short prompts ("a blue square") are in the training distribution.
+Seeded and resumable (a checkpoint every ``--save-every`` steps in the work folder, EMA weights included);
+writes ``loss.csv`` there and, at the end, float16 weights in diffusers layout to ``--export`` (the packaged
+weights folder by default); the exported UNet is the EMA of the trained one. Each training clip shows one
+scene with its caption, like real text-to-video data, and moves gradually (several speeds, some growing or
+shrinking, see :func:`~vstar.toy.scenes.sample_clip`); captions leave out details at random so that short
+prompts ("a blue square") are in the training distribution. Clip lengths are mixed: every step draws one of
+``--frames`` and a batch of that many frames per clip, ``--frames-per-step`` frames in all.
 The UNet's temporal convolutions stay identities (see :func:`~vstar.toy.model.toy_unet`), so they are skipped
 while training.
 """
@@ -13,6 +17,7 @@ while training.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import time
 from dataclasses import dataclass
@@ -28,7 +33,7 @@ from tqdm.auto import tqdm
 from vstar.backbones.loading import token_states
 from vstar.backbones.modelscope import MODELSCOPE_SCHEDULER
 from vstar.toy.model import SIZE, WEIGHTS_DIR, minilm_text_encoder, toy_unet, toy_vae
-from vstar.toy.scenes import OPTIONAL_DETAILS, caption, render_clip, sample_scene
+from vstar.toy.scenes import OPTIONAL_DETAILS, caption, render_clip, sample_clip
 
 CFG_DROP = 0.1  # share of captions replaced by "" so that classifier-free guidance works
 OMIT_DETAIL = 0.3  # chance that a caption leaves out each of size, background, position and motion
@@ -42,13 +47,30 @@ class TrainConfig:
     vae_steps: int = 1500
     vae_batch: int = 64
     unet_steps: int = 20_000
-    unet_batch: int = 16
-    frames: int = 8
+    unet_batch: int = 16  # clips per step at the shortest length when frames_per_step is 0
+    frames: str = "8"  # clip lengths, comma-separated; each step uses one, drawn at random
+    frames_per_step: int = 0  # frames per UNet step (batch = this // length); 0: unet_batch x shortest length
+    ema_decay: float = 0.999  # EMA of the UNet weights (exported); 0 exports the raw weights
     minutes: float = 45.0  # wall-clock budget of the UNet stage; training stops at whichever comes first
     lr: float = 5e-4
     noise: float = 0.02  # pixel noise of the rendered clips
     save_every: int = 200
-    init_vae: str = ""  # a trained VAE folder (diffusers layout) to start from instead of training one
+    init_vae: str = ""  # a trained VAE folder (diffusers layout) to use as is instead of training one
+    vae_from: str = ""  # a trained VAE folder to start the VAE stage from (fine-tuning for vae_steps)
+    vae_kl: float = 1e-6  # KL weight of the VAE loss
+    device: str = "cpu"
+
+    def lengths(self) -> list[int]:
+        """The clip lengths of :attr:`frames` (an int is one length)."""
+        lengths = [int(f) for f in str(self.frames).split(",") if f.strip()]
+        if not lengths or min(lengths) < 1:
+            raise ValueError(f"frames must be comma-separated lengths >= 1, got {self.frames!r}")
+        return lengths
+
+    def batch(self, length: int) -> int:
+        """Clips per step of ``length`` frames, so that every step sees about the same number of frames."""
+        per_step = self.frames_per_step or self.unet_batch * min(self.lengths())
+        return max(1, round(per_step / length))
 
 
 class CaptionEmbeddings:
@@ -69,12 +91,48 @@ class CaptionEmbeddings:
 
 
 def render_batch(rng: np.random.Generator, batch: int, frames: int, noise: float) -> tuple[torch.Tensor, list[str]]:
-    """``batch`` one-scene clips as ``(B, F, 3, H, W)`` in [-1, 1] and their captions, some details left out."""
-    scenes = [sample_scene(rng) for _ in range(batch)]
-    clips = np.stack([render_clip(s, num_frames=frames, size=SIZE, rng=rng, noise=noise) for s in scenes])
-    video = torch.from_numpy(clips).float().permute(0, 1, 4, 2, 3) * 2 - 1
-    captions = [caption(s, omit=[d for d in OPTIONAL_DETAILS if rng.random() < OMIT_DETAIL]) for s in scenes]
+    """``batch`` one-scene moving clips as ``(B, F, 3, H, W)`` in [-1, 1] and their captions, some details left
+    out (and the position whenever the shape crosses into another third)."""
+    clips, captions = [], []
+    for _ in range(batch):
+        scene, motion, must_omit = sample_clip(rng, frames)
+        clips.append(render_clip(scene, num_frames=frames, size=SIZE, rng=rng, noise=noise, motion=motion))
+        omit = [d for d in OPTIONAL_DETAILS if rng.random() < OMIT_DETAIL or d in must_omit]
+        captions.append(caption(scene, omit=omit))
+    video = torch.from_numpy(np.stack(clips)).float().permute(0, 1, 4, 2, 3) * 2 - 1
     return video, captions
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (with the usual warm-up of the decay)."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for key, value in module.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].lerp_(value.detach(), 1 - decay)
+            else:
+                self.shadow[key].copy_(value)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+
+    def copy_to(self, module: nn.Module) -> nn.Module:
+        """A copy of ``module`` holding the averaged weights (``module`` itself is unchanged)."""
+        averaged = copy.deepcopy(module)
+        averaged.load_state_dict(self.shadow)
+        return averaged
 
 
 class SkippedTemporalConv(nn.Module):
@@ -123,14 +181,14 @@ def append_loss(path: Path, stage: str, step: int, loss: float) -> None:
 
 def train_vae(vae: AutoencoderKL, cfg: TrainConfig, rng: np.random.Generator, start: int,
               optimizer: torch.optim.Optimizer, log: Path, checkpoint: Path) -> None:
-    """Reconstruction (L1 + L2) with a small KL term on single frames."""
+    """Reconstruction (L2 + 0.1 L1) with a small KL term (``vae_kl``) on single frames of moving clips."""
     vae.train()
     for step in tqdm(range(start, cfg.vae_steps), desc="vae", initial=start, total=cfg.vae_steps):
-        video, _ = render_batch(rng, cfg.vae_batch // 4, 4, cfg.noise)
-        frames = video.flatten(0, 1)
+        video, _ = render_batch(rng, max(cfg.vae_batch // 4, 1), 24, cfg.noise)  # frames 0, 6, 12, 18 of
+        frames = video[:, ::6].flatten(0, 1).to(cfg.device)  # 24-frame clips: shapes anywhere on their path
         posterior = vae.encode(frames).latent_dist
         recon = vae.decode(posterior.sample()).sample
-        loss = F.mse_loss(recon, frames) + 0.1 * F.l1_loss(recon, frames) + 1e-6 * posterior.kl().mean()
+        loss = F.mse_loss(recon, frames) + 0.1 * F.l1_loss(recon, frames) + cfg.vae_kl * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -147,12 +205,22 @@ def train_vae(vae: AutoencoderKL, cfg: TrainConfig, rng: np.random.Generator, st
 def latent_scale(vae: AutoencoderKL, rng: np.random.Generator) -> float:
     """1 / std of the latents, so that the diffusion model sees unit-variance inputs (SD's scaling_factor)."""
     video, _ = render_batch(rng, 64, 4, 0.0)
-    return float(1.0 / vae.encode(video.flatten(0, 1)).latent_dist.mean.std())
+    device = next(vae.parameters()).device
+    return float(1.0 / vae.encode(video.flatten(0, 1).to(device)).latent_dist.mean.std())
+
+
+def unet_checkpoint(path: Path, step: int, vae: AutoencoderKL, unet: UNet3DConditionModel, ema: EMA,
+                    optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> None:
+    save_checkpoint(path, stage="unet", step=step, vae=vae.state_dict(), unet=unet.state_dict(),
+                    ema=ema.state_dict(), latent_scale=vae.config.scaling_factor,
+                    optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
+                    torch_rng=torch.get_rng_state())
 
 
 def train_unet(unet: UNet3DConditionModel, vae: AutoencoderKL, cfg: TrainConfig, rng: np.random.Generator,
-               start: int, optimizer: torch.optim.Optimizer, log: Path, checkpoint: Path) -> int:
-    """Epsilon prediction on VAE latents with the ModelScope noise schedule; returns the steps done in all."""
+               start: int, optimizer: torch.optim.Optimizer, log: Path, checkpoint: Path, ema: EMA) -> int:
+    """Epsilon prediction on VAE latents with the ModelScope noise schedule, one clip length per step;
+    returns the steps done in all."""
     noise_schedule = DDPMScheduler(**{k: v for k, v in MODELSCOPE_SCHEDULER.items() if k != "set_alpha_to_one"})
     embed = CaptionEmbeddings()
     scale = vae.config.scaling_factor
@@ -160,30 +228,33 @@ def train_unet(unet: UNet3DConditionModel, vae: AutoencoderKL, cfg: TrainConfig,
     unet.train()
     done = start
     progress = tqdm(range(start, cfg.unet_steps), desc="unet", initial=start, total=cfg.unet_steps)
+    lengths = cfg.lengths()
     for step in progress:
         if time.monotonic() > deadline:
             break
-        video, captions = render_batch(rng, cfg.unet_batch, cfg.frames, cfg.noise)
+        frames = lengths[int(rng.integers(len(lengths)))]
+        batch = cfg.batch(frames)
+        video, captions = render_batch(rng, batch, frames, cfg.noise)
         captions = ["" if rng.random() < CFG_DROP else c for c in captions]
         with torch.no_grad():
-            latents = vae.encode(video.flatten(0, 1)).latent_dist.mean * scale
-        latents = latents.unflatten(0, (cfg.unet_batch, cfg.frames)).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
-        noise = torch.randn_like(latents)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (cfg.unet_batch,))
-        noisy = noise_schedule.add_noise(latents, noise, t)
-        loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=embed(captions)).sample, noise)
+            latents = vae.encode(video.flatten(0, 1).to(cfg.device)).latent_dist.mean * scale
+        latents = latents.unflatten(0, (batch, frames)).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+        noise = torch.randn(latents.shape).to(cfg.device)  # drawn on the CPU: same numbers on every device
+        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch,))
+        noisy = noise_schedule.add_noise(latents, noise, t.to(cfg.device))
+        states = embed(captions).to(cfg.device)
+        loss = F.mse_loss(unet(noisy, t.to(cfg.device), encoder_hidden_states=states).sample, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
-        progress.set_postfix(loss=f"{loss.item():.4f}")
+        ema.update(unet)
+        progress.set_postfix(loss=f"{loss.item():.4f}", frames=frames)
         done = step + 1
         if step % 25 == 0:
             append_loss(log, "unet", step, loss.item())
         if (step + 1) % cfg.save_every == 0:
-            save_checkpoint(checkpoint, stage="unet", step=step + 1, vae=vae.state_dict(), unet=unet.state_dict(),
-                            latent_scale=scale, optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
-                            torch_rng=torch.get_rng_state())
+            unet_checkpoint(checkpoint, step + 1, vae, unet, ema, optimizer, rng)
     unet.eval()
     return done
 
@@ -195,16 +266,24 @@ def run(cfg: TrainConfig, resume: bool = False) -> None:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     vae, unet = toy_vae(), skip_temporal_convs(toy_unet())
+    if cfg.vae_from:
+        vae.load_state_dict(AutoencoderKL.from_pretrained(cfg.vae_from, torch_dtype=torch.float32).state_dict())
+    vae, unet = vae.to(cfg.device), unet.to(cfg.device)
+    ema = EMA(unet, cfg.ema_decay)
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     unet_opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
-    state = torch.load(checkpoint, weights_only=False) if resume and checkpoint.exists() else None
+    state = (torch.load(checkpoint, weights_only=False, map_location=cfg.device)
+             if resume and checkpoint.exists() else None)
     if state is not None:
         vae.load_state_dict(state["vae"])
         rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         if state["stage"] == "unet":
             unet.load_state_dict(state["unet"])
             unet_opt.load_state_dict(state["optimizer"])
+            ema = EMA(unet, cfg.ema_decay)  # a checkpoint without EMA starts it from the trained weights
+            if "ema" in state:
+                ema.load_state_dict(state["ema"])
         else:
             vae_opt.load_state_dict(state["optimizer"])
     elif log.exists():
@@ -223,14 +302,13 @@ def run(cfg: TrainConfig, resume: bool = False) -> None:
         vae.eval()
         vae.register_to_config(scaling_factor=state["latent_scale"])
         unet_start = state["step"]
-    done = train_unet(unet, vae, cfg, rng, unet_start, unet_opt, log, checkpoint)
-    save_checkpoint(checkpoint, stage="unet", step=done, vae=vae.state_dict(), unet=unet.state_dict(),
-                    latent_scale=vae.config.scaling_factor, optimizer=unet_opt.state_dict(),
-                    rng=rng.bit_generator.state, torch_rng=torch.get_rng_state())
+    done = train_unet(unet, vae, cfg, rng, unet_start, unet_opt, log, checkpoint, ema)
+    unet_checkpoint(checkpoint, done, vae, unet, ema, unet_opt, rng)
     cfg.export.mkdir(parents=True, exist_ok=True)
-    full_unet(unet).half().save_pretrained(cfg.export / "unet")
-    vae.half().save_pretrained(cfg.export / "vae")
-    print(f"trained {done} UNet steps; weights in {cfg.export}")
+    exported = ema.copy_to(unet) if cfg.ema_decay > 0 else unet
+    full_unet(exported.cpu()).half().save_pretrained(cfg.export / "unet")
+    vae.cpu().half().save_pretrained(cfg.export / "vae")
+    print(f"trained {done} UNet steps; weights ({'EMA' if cfg.ema_decay > 0 else 'raw'}) in {cfg.export}")
 
 
 def main() -> None:
