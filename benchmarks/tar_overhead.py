@@ -28,13 +28,13 @@ def step_seconds(backbone, num_frames: int, repeats: int, preset: str) -> tuple[
     t = torch.tensor(500)
     timings: dict[bool, list[float]] = {False: [], True: []}
     with torch.no_grad():
-        backbone.predict_noise(latents, t, context)  # warm-up
+        backbone.model_output(latents, t, context)  # warm-up
         for _ in range(repeats):
             for tar_on in (False, True):
                 if tar_on:
                     apply_tar(backbone.unet, preset)
                 start = time.perf_counter()
-                backbone.predict_noise(latents, t, context)
+                backbone.model_output(latents, t, context)
                 timings[tar_on].append(time.perf_counter() - start)
                 remove_tar(backbone.unet)
     return statistics.median(timings[False]), statistics.median(timings[True])

@@ -25,7 +25,8 @@ def test_generate_writes_a_video_with_the_requested_frames_and_a_sidecar(tmp_pat
     meta = json.loads((tmp_path / "clip.json").read_text())
     assert meta["prompt"] == "a red circle turning into a blue square"
     assert meta["synopsis"] == ["a red circle", "a blue square"] and meta["synopsis_source"] == "manual"
-    assert meta["model"] == "tiny-modelscope" and meta["seed"] == 3 and meta["fps"] == 5 and meta["upscale"] == 2
+    assert meta["model"] == "tiny-modelscope" and meta["upscale"] == 2
+    assert meta["settings"]["seed"] == 3 and meta["settings"]["fps"] == 5 and meta["settings"]["cond_fps"] is None
     assert meta["settings"]["num_frames"] == 10 and meta["settings"]["tar"] == "64D1"
     assert meta["keyframes"] == [0, 9] and meta["vstar_version"]
 
@@ -38,7 +39,7 @@ def test_from_sidecar_reproduces_the_video_bit_for_bit(tmp_path):
     assert result.exit_code == 0, result.output
     assert again.read_bytes() == first.read_bytes()
     meta = json.loads((tmp_path / "again.json").read_text())
-    assert meta["settings"]["tar"] == "64D1_32D8" and meta["seed"] == 3
+    assert meta["settings"]["tar"] == "64D1_32D8" and meta["settings"]["seed"] == 3
     changed = tmp_path / "changed.mp4"
     assert vstar("generate", "--from", tmp_path / "first.json", "--seed", 4, "--quiet", "--out", changed).exit_code == 0
     assert changed.read_bytes() != first.read_bytes()

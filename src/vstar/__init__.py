@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS: dict[str, str] = {
     # Temporal Attention Regularization
@@ -19,7 +19,8 @@ _EXPORTS: dict[str, str] = {
     "TARState": "vstar.tar",
     "apply_tar": "vstar.tar",
     "remove_tar": "vstar.tar",
-    "temporal_attention_layers": "vstar.tar",
+    "temporal_attention_layers": "vstar.temporal_attention",
+    "TemporalAttentionLayer": "vstar.temporal_attention",
     # per-frame conditioning
     "keyframe_indices": "vstar.conditioning",
     "interpolate_embeddings": "vstar.conditioning",

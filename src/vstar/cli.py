@@ -8,14 +8,18 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 import vstar
+from vstar.backbones.registry import get_spec
 from vstar.backbones.videocrafter2.cli import register as register_convert_videocrafter2
 from vstar.synopsis.cli import register as register_synopsis
 from vstar.synopsis.errors import SynopsisError
+
+if TYPE_CHECKING:
+    from vstar.config import GenerationConfig
 
 app = typer.Typer(
     name="vstar", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -76,11 +80,32 @@ def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "video"
 
 
-def _pick(flag: Any, recorded: dict[str, Any], key: str, default: Any = None) -> Any:
-    """A flag given on the command line wins over the sidecar, which wins over the default."""
-    if flag is not None:
-        return flag
-    return recorded.get(key, default)
+def generation_config(flags: dict[str, Any], tar_flags: dict[str, Any], recorded: dict[str, Any],
+                      model: str) -> GenerationConfig:
+    """The one place the CLI builds its settings: flags over the sidecar (``--from``) over the registry's
+    defaults of ``model``; validated for that model before anything is loaded.
+
+    ``flags`` maps :class:`GenerationConfig` fields to flag values (None = not given); ``tar_flags`` holds
+    ``preset``, ``off`` (``--no-tar``), ``max_mode``, ``strength`` and ``step_fraction``.
+    """
+    from vstar.config import GenerationConfig, config_from_sidecar, tar_from_dict, tar_to_dict
+
+    defaults = get_spec(model).defaults
+    base = config_from_sidecar(recorded, defaults) if recorded else GenerationConfig()
+    changes = {k: v for k, v in flags.items() if v is not None}
+    if tar_flags["off"] and tar_flags["preset"] is not None:
+        raise ValueError("--tar and --no-tar contradict each other; give one of them")
+    recorded_tar = tar_to_dict(base.tar)
+    options = {k: tar_flags[k] if tar_flags[k] is not None else recorded_tar[f"tar_{k}"]
+               for k in ("max_mode", "strength", "step_fraction")}
+    if tar_flags["off"]:
+        changes["tar"] = None
+    elif tar_flags["preset"] is not None or base.tar is not None:
+        preset = tar_flags["preset"] if tar_flags["preset"] is not None else recorded_tar["tar"]
+        changes["tar"] = tar_from_dict({"tar": preset, **{f"tar_{k}": v for k, v in options.items()}})
+    config = base.replace(**changes).resolved(defaults)
+    config.check_for(defaults, model)
+    return config
 
 
 def synopsis_source(prompt: str | None, synopsis: list[str] | None, synopsis_file: Path | None,
@@ -147,15 +172,32 @@ def generate(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Generate a video in one pass, with per-frame synopsis conditioning and TAR, plus a JSON sidecar."""
-    import torch
-
-    from vstar.backbones import DEFAULT_MODEL, get_spec
-    from vstar.io import check_writable, read_sidecar, sidecar_path, write_sidecar, write_video
+    from vstar.backbones import DEFAULT_MODEL
+    from vstar.io import check_writable, output_kind, read_sidecar, sidecar_path, write_sidecar, write_video
     from vstar.pipeline import VSTARPipeline
-    from vstar.tar import TARConfig
 
     recorded = read_sidecar(from_sidecar) if from_sidecar is not None else {}
-    settings: dict[str, Any] = recorded.get("settings", {})
+    model = model or recorded.get("model") or DEFAULT_MODEL
+    spec = get_spec(model)
+    model_path = model_path or recorded.get("model_path")
+    config = generation_config(
+        {"num_frames": frames, "height": height, "width": width, "num_inference_steps": steps,
+         "guidance_scale": guidance, "negative_prompt": negative_prompt, "interpolation": interpolation,
+         "cond_fps": cond_fps, "fps": fps, "seed": seed},
+        {"preset": tar, "off": no_tar, "max_mode": tar_max_mode, "strength": tar_strength,
+         "step_fraction": tar_step_fraction},
+        recorded, model,
+    )
+    if config.seed is None:
+        config = config.replace(seed=random.randrange(2**31))
+    upscale = upscale if upscale is not None else recorded.get("upscale", 1)
+    if upscale < 1:
+        raise ValueError(f"--upscale must be >= 1, got {upscale}")
+    if out is not None:
+        output_kind(out)
+        check_writable(out, overwrite)
+        check_writable(sidecar_path(out), overwrite)
+
     if synopsis or synopsis_file or prompt is not None or not recorded:
         source = synopsis_source(prompt, synopsis, synopsis_file, select, no_vsp, llm_backend, llm_model,
                                  llm_base_url, states, style, quiet)
@@ -163,54 +205,25 @@ def generate(
         source = {"prompt": recorded.get("prompt"), "states": recorded.get("synopsis"),
                   **recorded.get("synopsis_info", {"backend": recorded.get("synopsis_source")})}
     prompt, chosen_states = source["prompt"], source["states"]
-    model = _pick(model, recorded, "model", DEFAULT_MODEL)
-    spec = get_spec(model)
-    model_path = _pick(model_path, recorded, "model_path")
-    seed = _pick(seed, recorded, "seed", random.randrange(2**31))
-    fps = _pick(fps, recorded, "fps", spec.defaults.fps)
-    upscale = _pick(upscale, recorded, "upscale", 1)
-    out = out or Path("outputs") / f"{_slug(prompt or chosen_states[0])}-{seed}.mp4"
+    out = out or Path("outputs") / f"{_slug(prompt or chosen_states[0])}-{config.seed}.mp4"
     sidecar = sidecar_path(out)
     check_writable(out, overwrite)
     check_writable(sidecar, overwrite)
-
-    if no_tar:
-        preset = None
-    elif tar is not None:
-        preset = tar
-    else:
-        preset = settings.get("tar", "64D1")  # a recorded None means the run had TAR off
-    tar_config = None if preset is None else TARConfig.parse(
-        preset,
-        max_mode=_pick(tar_max_mode, settings, "tar_max_mode", "row"),
-        strength=_pick(tar_strength, settings, "tar_strength", 1.0),
-        step_fraction=_pick(tar_step_fraction, settings, "tar_step_fraction", 0.56),
-    )
 
     pipe = VSTARPipeline.from_pretrained(model, model_path=model_path, device=device,
                                          dtype=dtype or recorded.get("dtype"))
     if not quiet:
         origin = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
-        typer.echo(f"model {model} ({origin}) on {pipe.device}, seed {seed}", err=True)
-    result = pipe(
-        prompt, chosen_states,
-        num_frames=_pick(frames, settings, "num_frames"),
-        height=_pick(height, settings, "height"), width=_pick(width, settings, "width"),
-        num_inference_steps=_pick(steps, settings, "num_inference_steps"),
-        guidance_scale=_pick(guidance, settings, "guidance_scale"),
-        negative_prompt=_pick(negative_prompt, settings, "negative_prompt"),
-        tar=tar_config, interpolation=_pick(interpolation, settings, "interpolation", "linear"),
-        fps=_pick(cond_fps, settings, "fps"), eta=settings.get("eta"),
-        generator=torch.Generator("cpu").manual_seed(seed), progress=not quiet,
-    )
-    write_video(result.frames[0], out, fps=fps, overwrite=overwrite, upscale=upscale)
+        typer.echo(f"model {model} ({origin}) on {pipe.device}, seed {config.seed}", err=True)
+    result = pipe(prompt, chosen_states, config=config, progress=not quiet)
+    write_video(result.frames[0], out, fps=config.fps, overwrite=overwrite, upscale=upscale)
     metadata = {
         "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
         "synopsis_source": source["backend"],
         "synopsis_info": {k: v for k, v in source.items() if k not in ("prompt", "states")},
         "keyframes": result.keyframes, "model": model, "model_path": str(model_path) if model_path else None,
-        "seed": seed, "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
-        "fps": fps, "upscale": upscale, "settings": result.settings, "output": out.name,
+        "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
+        "upscale": upscale, "settings": result.config.to_dict(), "output": out.name,
         "command": " ".join(["vstar", *sys.argv[1:]]) if sys.argv else "vstar generate",
     }
     write_sidecar(metadata, sidecar, overwrite=overwrite)

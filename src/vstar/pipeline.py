@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import EllipsisType
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
-from tqdm.auto import tqdm
 
 from vstar.backbones import Backbone, load_backbone
 from vstar.conditioning import InterpolationMode, cfg_context, interpolate_embeddings, keyframe_indices
+from vstar.config import GenerationConfig
+from vstar.sampling import classifier_free_guidance, sample
 from vstar.tar import TARConfig, apply_tar, remove_tar
 
 OutputType = Literal["np", "pt", "latent"]
@@ -26,14 +27,18 @@ class VSTAROutput:
     """What a generation returns.
 
     frames: ``(B, F, H, W, 3)`` float32 numpy in [0, 1] (``output_type="np"``), ``(B, F, 3, H, W)`` tensor
-    (``"pt"``) or the final latents ``(B, C, F, h, w)`` (``"latent"``).
-    states: the synopsis states used, keyframes: the frame of each state, settings: every resolved setting.
+    (``"pt"``) or the final latents ``(B, C, L, h, w)`` (``"latent"``).
+    states: the synopsis states used; keyframes: the output frame of each state (states sit on latent
+    frames; with k-fold temporal compression latent frame l is reported as output frame k*l, the last of
+    the frames it decodes to); settings: every resolved setting as plain data; config: the resolved
+    :class:`~vstar.config.GenerationConfig`.
     """
 
     frames: np.ndarray | torch.Tensor
     states: list[str]
     keyframes: list[int]
     settings: dict[str, Any] = field(default_factory=dict)
+    config: GenerationConfig | None = None
 
 
 def _states_from(prompt: str | None, synopsis: Sequence[str] | Any | None) -> list[str]:
@@ -72,28 +77,21 @@ class VSTARPipeline:
     def device(self) -> torch.device:
         return self.backbone.device
 
-    def check_size(self, height: int, width: int) -> None:
-        """The UNet halves the latent once per level; the pixel size must divide by the total factor."""
-        levels = len(self.backbone.unet.config.block_out_channels)
-        factor = self.backbone.vae_scale_factor * 2 ** (levels - 1)
-        for label, value in (("height", height), ("width", width)):
-            if value < factor or value % factor:
-                nearest = max(factor, round(value / factor) * factor)
-                raise ValueError(f"{label} must be a positive multiple of {factor} for this model, got {value}; "
-                                 f"try {nearest}")
+    def check_config(self, config: GenerationConfig) -> None:
+        """Raise a ValueError when this backbone cannot run the resolved ``config`` (frames, size, fps)."""
+        self.backbone.check_num_frames(config.num_frames)
+        self.backbone.check_size(config.height, config.width)
+        if config.cond_fps is not None and self.backbone.defaults.cond_fps is None:
+            raise ValueError(f"{self.backbone.name} takes no frame-rate conditioning; drop cond_fps (--cond-fps)")
 
-    def encode_states(self, states: Sequence[str], negative_prompt: str | None, num_frames: int,
+    def encode_states(self, states: Sequence[str], negative_prompt: str | None, num_latent_frames: int,
                       interpolation: InterpolationMode, use_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-frame embeddings ``(F, S, D)`` of the states, and of the negative prompt under CFG."""
-        cond = interpolate_embeddings(self.backbone.encode_text(list(states)), num_frames, mode=interpolation)
+        """Per-latent-frame embeddings ``(L, S, D)`` of the states, and of the negative prompt under CFG."""
+        cond = interpolate_embeddings(self.backbone.encode_text(list(states)), num_latent_frames, mode=interpolation)
         if not use_cfg:
             return cond, None
-        uncond = self.backbone.encode_text([negative_prompt or ""]).expand(num_frames, -1, -1)
+        uncond = self.backbone.encode_text([negative_prompt or ""]).expand(num_latent_frames, -1, -1)
         return cond, uncond
-
-    def _step_kwargs(self, eta: float, generator: torch.Generator | list[torch.Generator] | None) -> dict[str, Any]:
-        accepted = set(inspect.signature(self.backbone.scheduler.step).parameters)
-        return {k: v for k, v in (("eta", eta), ("generator", generator)) if k in accepted}
 
     @torch.no_grad()
     def __call__(
@@ -101,14 +99,15 @@ class VSTARPipeline:
         prompt: str | None = None,
         synopsis: Sequence[str] | Any | None = None,
         *,
+        config: GenerationConfig | None = None,
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         negative_prompt: str | None = None,
-        tar: str | TARConfig | None = "64D1",
-        interpolation: InterpolationMode = "linear",
+        tar: str | TARConfig | None | EllipsisType = ...,
+        interpolation: InterpolationMode | None = None,
         fps: int | None = None,
         eta: float | None = None,
         num_videos: int = 1,
@@ -124,89 +123,90 @@ class VSTARPipeline:
         Args:
             prompt: the video description; used for every frame when no ``synopsis`` is given.
             synopsis: visual states (K prompts) placed on evenly spaced keyframes and interpolated per frame.
-            tar: a preset like ``"64D1"`` / ``"64D1_32D8"``, a :class:`TARConfig`, or None to switch TAR off.
+                With temporal compression the keyframes are latent frames (see :class:`VSTAROutput`).
+            config: all settings at once (:class:`~vstar.config.GenerationConfig`); the keyword arguments
+                below override its fields when given.
+            tar: a preset like ``"64D1"`` / ``"64D1_32D8"``, a :class:`TARConfig`, or None to switch TAR off;
+                default the config's (``"64D1"``).
             interpolation: ``"linear"``, ``"step"`` or ``"slerp"`` between keyframe embeddings.
-            fps: frame-rate conditioning for backbones that take it (VideoCrafter2).
+            fps: frame-rate conditioning for backbones that take it (VideoCrafter2; the config's ``cond_fps``).
             generator: seeds the initial noise and stochastic sampler steps (same seed, same frames); a list
-                gives each of the ``num_videos`` videos its own seed.
-            latents: initial noise ``(num_videos, C, F, h, w)`` instead of drawing it.
+                gives each of the ``num_videos`` videos its own seed. Default: one seeded with ``config.seed``
+                when set.
+            latents: initial noise ``(num_videos, C, L, h, w)`` instead of drawing it.
             callback_on_step_end: ``fn(pipeline, step, t, {"latents": ...})``; may return new latents.
-            Missing sizes and sampler settings come from the backbone's recommended defaults.
+            Missing sizes and sampler settings come from the registry's defaults of the backbone.
         """
-        backbone, defaults = self.backbone, self.backbone.defaults
+        backbone = self.backbone
         states = _states_from(prompt, synopsis)
-        def default(value: Any, fallback: Any) -> Any:
-            return fallback if value is None else value
-
-        num_frames = default(num_frames, defaults.num_frames)
-        height, width = default(height, defaults.height), default(width, defaults.width)
-        num_inference_steps = default(num_inference_steps, defaults.num_inference_steps)
-        guidance_scale = default(guidance_scale, defaults.guidance_scale)
-        eta, fps = default(eta, defaults.eta), default(fps, defaults.fps)
-        tar_config = TARConfig.parse(tar) if isinstance(tar, str) else tar
-        if num_frames < 2:
-            raise ValueError(f"num_frames must be >= 2 for a video, got {num_frames}")
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        if num_videos < 1:
-            raise ValueError(f"num_videos must be >= 1, got {num_videos}")
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+        overrides = {
+            "num_frames": num_frames, "height": height, "width": width, "num_inference_steps": num_inference_steps,
+            "guidance_scale": guidance_scale, "negative_prompt": negative_prompt, "interpolation": interpolation,
+            "cond_fps": fps, "eta": eta,
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if tar is not ...:
+            overrides["tar"] = TARConfig.parse(tar) if isinstance(tar, str) else tar
+        config = (config or GenerationConfig()).replace(**overrides).resolved(backbone.defaults)
+        if not isinstance(num_videos, int) or isinstance(num_videos, bool) or num_videos < 1:
+            raise ValueError(f"num_videos must be a whole number >= 1, got {num_videos!r}")
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; choose np, pt or latent")
-        if len(states) > num_frames:
-            raise ValueError(f"{len(states)} synopsis states do not fit on {num_frames} frames; "
+        self.check_config(config)
+        num_latent_frames = backbone.latent_frames(config.num_frames)
+        if len(states) > num_latent_frames:
+            raise ValueError(f"{len(states)} synopsis states do not fit on {config.num_frames} frames; "
                              "use more frames or fewer states")
-        backbone.check_num_frames(num_frames)
-        self.check_size(height, width)
+        shape = backbone.latent_shape(num_videos, config.num_frames, config.height, config.width)
+        if latents is not None and tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        if generator is None and config.seed is not None:
+            generator = torch.Generator().manual_seed(config.seed)
 
-        use_cfg = guidance_scale > 1.0
-        cond, uncond = self.encode_states(states, negative_prompt, num_frames, interpolation, use_cfg)
+        cond, uncond = self.encode_states(states, config.negative_prompt, num_latent_frames, config.interpolation,
+                                          config.uses_guidance)
         context = cfg_context(cond, uncond, num_videos)
-
-        scale = backbone.vae_scale_factor
-        shape = (num_videos, backbone.latent_channels, num_frames, height // scale, width // scale)
-        scheduler = backbone.scheduler
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        scheduler.set_timesteps(num_inference_steps, device=self.device)
-        latents = latents.to(self.device, torch.float32) * scheduler.init_noise_sigma
-        step_kwargs = self._step_kwargs(eta, generator)
+        latents = self.denoise(latents.to(self.device, torch.float32), context, config, generator, progress,
+                               callback_on_step_end)
 
-        tar_state = apply_tar(backbone.unet, tar_config) if tar_config is not None else None
-        active_steps = tar_config.active_steps(num_inference_steps) if tar_config is not None else 0
-        try:
-            for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoising", disable=not progress)):
-                if tar_state is not None:
-                    tar_state.active = i < active_steps
-                model_in = torch.cat([latents] * 2) if use_cfg else latents
-                model_in = scheduler.scale_model_input(model_in, t).to(backbone.dtype)
-                noise = backbone.predict_noise(model_in, t, context, fps=fps).float()
-                if use_cfg:
-                    noise_uncond, noise_cond = noise.chunk(2)
-                    noise = noise_uncond + guidance_scale * (noise_cond - noise_uncond)
-                latents = scheduler.step(noise, t, latents, **step_kwargs).prev_sample
-                if callback_on_step_end is not None:
-                    update = callback_on_step_end(self, i, t, {"latents": latents})
-                    latents = (update or {}).get("latents", latents)
-        finally:
-            if tar_state is not None:
-                remove_tar(backbone.unet)
-
-        settings = {
-            "num_frames": num_frames, "height": height, "width": width, "num_inference_steps": num_inference_steps,
-            "guidance_scale": guidance_scale, "negative_prompt": negative_prompt, "eta": eta, "fps": fps,
-            "tar": tar_config.to_preset() if tar_config is not None else None,
-            "tar_max_mode": tar_config.max_mode if tar_config is not None else None,
-            "tar_strength": tar_config.strength if tar_config is not None else None,
-            "tar_step_fraction": tar_config.step_fraction if tar_config is not None else None,
-            "interpolation": interpolation, "num_videos": num_videos,
-        }
-        keyframes = keyframe_indices(len(states), num_frames)
+        keyframes = [backbone.output_frame(k) for k in keyframe_indices(len(states), num_latent_frames)]
+        settings = config.to_dict() | {"num_videos": num_videos}
         if output_type == "latent":
-            return VSTAROutput(latents, states, keyframes, settings)
+            return VSTAROutput(latents, states, keyframes, settings, config)
         video = backbone.decode_latents(latents, chunk_size=decode_chunk_size).float().clamp(0, 1).cpu()
         frames = video.permute(0, 1, 3, 4, 2).numpy() if output_type == "np" else video
-        return VSTAROutput(frames, states, keyframes, settings)
+        return VSTAROutput(frames, states, keyframes, settings, config)
+
+    def denoise(self, noise: torch.Tensor, context: torch.Tensor, config: GenerationConfig,
+                generator: torch.Generator | list[torch.Generator] | None, progress: bool = True,
+                callback_on_step_end: StepCallback | None = None) -> torch.Tensor:
+        """The sampling loop over ``noise`` ``(B, C, L, h, w)`` with per-frame ``context`` (CFG order) and TAR
+        gated on the early steps; returns the final latents."""
+        backbone, tar = self.backbone, config.tar
+        tar_state = apply_tar(backbone, tar) if tar is not None else None
+        active_steps = tar.active_steps(config.num_inference_steps) if tar is not None else 0
+
+        def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return backbone.model_output(x.to(backbone.dtype), t, context, fps=config.cond_fps).float()
+
+        def on_step_start(i: int, t: torch.Tensor) -> None:
+            if tar_state is not None:
+                tar_state.active = i < active_steps
+
+        def on_step_end(i: int, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+            if callback_on_step_end is None:
+                return latents
+            update = callback_on_step_end(self, i, t, {"latents": latents})
+            return (update or {}).get("latents", latents)
+
+        guided = classifier_free_guidance(model, config.guidance_scale) if config.uses_guidance else model
+        try:
+            with backbone.per_frame_text(context):
+                return sample(guided, noise, backbone.scheduler_adapter(config.eta), config.num_inference_steps,
+                              generator=generator, on_step_start=on_step_start, on_step_end=on_step_end,
+                              progress=progress)
+        finally:
+            if tar_state is not None:
+                remove_tar(backbone)

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
+from vstar.temporal_attention import INIT_LEVEL, temporal_attention_layers
+
 MaxMode = Literal["row", "head", "global"]
 MAX_MODES: tuple[str, ...] = ("row", "head", "global")
 
@@ -27,7 +29,6 @@ PRESETS: dict[str, str] = {
     "64D1": "default for 16-32 frames: sigma 1 at the highest-resolution level",
     "64D1_32D8": "long videos (48+ frames): sigma 1 at the highest level and sigma 8 at the next",
 }
-INIT_LEVEL = -1  # the temporal block before the down path (`transformer_in`, the paper's "init")
 
 
 def _check_sigma(sigma: float) -> None:
@@ -265,79 +266,38 @@ class TARConfig:
         return "_".join(tokens)
 
 
-@dataclass(frozen=True)
-class TemporalAttentionLayer:
-    """One temporal self-attention module of a UNet and its resolution level (-1 = init block)."""
+def apply_tar(model: nn.Module, config: TARConfig | str = "64D1", state: TARState | None = None) -> TARState:
+    """Install :class:`TARProcessor` on exactly the temporal self-attention layers of the chosen levels.
 
-    name: str
-    level: int
-    module: Attention
-
-
-_TEMPORAL_PARTS = (".temp_attentions.", ".motion_modules.")
-
-
-def temporal_attention_layers(unet: nn.Module) -> list[TemporalAttentionLayer]:
-    """The temporal self-attention modules of a diffusers-style video UNet with their levels.
-
-    Recognises ``UNet3DConditionModel`` (``temp_attentions``, ``transformer_in``), ``UNetMotionModel``
-    (``motion_modules``) and UNets that follow the same naming. Level i of ``down_blocks`` is i,
-    ``up_blocks[j]`` is ``len(up_blocks) - 1 - j``, the middle block is the deepest level.
-    """
-    num_down = len(getattr(unet, "down_blocks", ()))
-    num_up = len(getattr(unet, "up_blocks", ()))
-    layers = []
-    for name, module in unet.named_modules():
-        if not isinstance(module, Attention) or module.is_cross_attention:
-            continue
-        if name.startswith("transformer_in."):
-            level = INIT_LEVEL
-        elif any(part in name for part in _TEMPORAL_PARTS):
-            kind, _, rest = name.partition(".")
-            if kind == "down_blocks":
-                level = int(rest.split(".")[0])
-            elif kind == "up_blocks":
-                level = num_up - 1 - int(rest.split(".")[0])
-            elif kind == "mid_block":
-                level = num_down - 1
-            else:
-                continue
-        else:
-            continue
-        layers.append(TemporalAttentionLayer(name, level, module))
-    return layers
-
-
-def apply_tar(unet: nn.Module, config: TARConfig | str = "64D1", state: TARState | None = None) -> TARState:
-    """Install :class:`TARProcessor` on exactly the temporal self-attention modules of the chosen levels.
-
-    Spatial attention and other levels are untouched. Re-applying replaces an earlier TAR. Returns the
-    :class:`TARState` that gates all installed processors (the pipeline switches it per step).
+    ``model`` is a backbone (its :meth:`~vstar.backbones.Backbone.temporal_attention_layers`) or a
+    diffusers-style video UNet. Spatial attention and other levels are untouched. Re-applying replaces an
+    earlier TAR. Returns the :class:`TARState` that gates all installed processors (the pipeline switches it
+    per step).
     """
     config = TARConfig.parse(config) if isinstance(config, str) else config
-    remove_tar(unet)
-    layers = temporal_attention_layers(unet)
+    remove_tar(model)
+    layers = temporal_attention_layers(model)
     if not layers:
-        raise ValueError(f"{type(unet).__name__} has no temporal self-attention that TAR recognises")
+        raise ValueError(f"{type(model).__name__} has no temporal self-attention that TAR recognises")
     available = sorted({layer.level for layer in layers})
     missing = sorted(set(config.sigmas) - set(available))
     if missing:
         raise ValueError(
-            f"TAR asks for UNet levels {missing} but {type(unet).__name__} has temporal attention at levels "
+            f"TAR asks for UNet levels {missing} but {type(model).__name__} has temporal attention at levels "
             f"{available} (0 = highest resolution, -1 = init); choose a preset within those levels"
         )
     state = state or TARState()
     for layer in layers:
         if layer.level in config.sigmas:
-            layer.module.set_processor(TARProcessor(
+            layer.set_processor(TARProcessor(
                 config.sigmas[layer.level], config.strength_at(layer.level), config.max_mode,
-                state=state, fallback=layer.module.processor,
+                state=state, fallback=layer.processor,
             ))
     return state
 
 
-def remove_tar(unet: nn.Module) -> None:
+def remove_tar(model: nn.Module) -> None:
     """Restore the processors that :func:`apply_tar` replaced; a no-op where TAR is not installed."""
-    for module in unet.modules():
-        if isinstance(module, Attention) and isinstance(module.processor, TARProcessor):
-            module.set_processor(module.processor.fallback)
+    for layer in temporal_attention_layers(model):
+        if isinstance(layer.processor, TARProcessor):
+            layer.set_processor(layer.processor.fallback)

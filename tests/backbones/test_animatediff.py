@@ -35,8 +35,8 @@ def _assert_same_model(loaded, reference):
     assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights)
     latents = torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     context = reference.encode_text(["a cat"]).expand(3, -1, -1)
-    torch.testing.assert_close(loaded.predict_noise(latents, 10, context),
-                               reference.predict_noise(latents, 10, context), rtol=0, atol=1e-5)
+    torch.testing.assert_close(loaded.model_output(latents, 10, context),
+                               reference.model_output(latents, 10, context), rtol=0, atol=1e-5)
     assert loaded.tokenizer("a photo of a cat").input_ids == reference.tokenizer("a photo of a cat").input_ids
     assert loaded.defaults.max_frames == 32
 
@@ -52,7 +52,7 @@ def test_frame_limit_is_the_motion_modules_positional_length(tiny):
 def test_runs_up_to_the_frame_limit(tiny):
     frames = 24
     latents = torch.randn(1, 4, frames, 8, 8, generator=torch.Generator().manual_seed(0))
-    out = tiny.predict_noise(latents, 500, tiny.encode_text(["a cat"]).expand(frames, -1, -1))
+    out = tiny.model_output(latents, 500, tiny.encode_text(["a cat"]).expand(frames, -1, -1))
     assert out.shape == latents.shape and torch.isfinite(out).all()
 
 

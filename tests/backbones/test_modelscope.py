@@ -7,7 +7,8 @@ import torch
 
 from vstar.backbones.base import BackboneDefaults
 from vstar.backbones.loading import ModelNotAvailableError, save_backbone
-from vstar.backbones.modelscope import DEFAULT_MODEL, KNOWN_DEFAULTS, load_modelscope, tiny_modelscope
+from vstar.backbones.modelscope import DEFAULT_MODEL, load_modelscope, tiny_modelscope
+from vstar.backbones.registry import defaults_for_model_id, get_spec
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,13 @@ def test_tiny_scheduler_is_modelscopes_ddim(tiny):
     assert config.prediction_type == "epsilon"
 
 
-def test_known_defaults():
-    assert KNOWN_DEFAULTS[DEFAULT_MODEL].height == 256 and KNOWN_DEFAULTS[DEFAULT_MODEL].guidance_scale == 9.0
-    zeroscope = KNOWN_DEFAULTS["cerspense/zeroscope_v2_576w"]
+def test_known_defaults_come_from_the_registry():
+    modelscope = defaults_for_model_id(DEFAULT_MODEL)
+    assert modelscope == get_spec("modelscope").defaults
+    assert modelscope.height == 256 and modelscope.guidance_scale == 9.0 and modelscope.cond_fps is None
+    zeroscope = defaults_for_model_id("cerspense/zeroscope_v2_576w")
     assert (zeroscope.height, zeroscope.width, zeroscope.num_frames) == (320, 576, 24)
+    assert defaults_for_model_id("someone/else") is None
 
 
 @torch.no_grad()
@@ -46,7 +50,7 @@ def test_saved_folder_loads_back_identically(tiny, saved):
     # same weights and inputs; kernels may sum in another order for differently aligned memory
     torch.testing.assert_close(loaded.encode_text(texts), tiny.encode_text(texts), rtol=0, atol=1e-5)
     context = tiny.encode_text(texts[:1]).expand(3, -1, -1)
-    torch.testing.assert_close(loaded.predict_noise(latents, 10, context), tiny.predict_noise(latents, 10, context),
+    torch.testing.assert_close(loaded.model_output(latents, 10, context), tiny.model_output(latents, 10, context),
                                rtol=0, atol=1e-5)
     torch.testing.assert_close(loaded.decode_latents(latents), tiny.decode_latents(latents), rtol=0, atol=1e-5)
     public = {k: v for k, v in tiny.scheduler.config.items() if not k.startswith("_")}
@@ -55,7 +59,7 @@ def test_saved_folder_loads_back_identically(tiny, saved):
     # an unnamed model gets ModelScope's settings at the UNet's native size, a named one its known settings
     assert (loaded.defaults.height, loaded.defaults.width, loaded.defaults.guidance_scale) == (64, 64, 9.0)
     named = load_modelscope("cerspense/zeroscope_v2_576w", model_path=saved, device="cpu")
-    assert named.defaults == KNOWN_DEFAULTS["cerspense/zeroscope_v2_576w"]
+    assert named.defaults == get_spec("zeroscope").defaults
     assert named.model_id == "cerspense/zeroscope_v2_576w"
 
 

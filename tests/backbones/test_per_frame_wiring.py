@@ -28,7 +28,7 @@ def _embeds(backbone, num: int, seed: int = 1) -> torch.Tensor:
 def test_equal_per_frame_contexts_match_the_stock_unet_call(tiny, stock):
     latents, embeds = _latents(tiny, 2), _embeds(tiny, 2)
     context = embeds.repeat_interleave(F, dim=0)  # (B*F, S, D): each video's embedding on all its frames
-    assert torch.equal(tiny.predict_noise(latents, T, context), stock(tiny, latents, T, embeds))
+    assert torch.equal(tiny.model_output(latents, T, context), stock(tiny, latents, T, embeds))
 
 
 @torch.no_grad()
@@ -40,7 +40,7 @@ def test_frame_f_attends_to_context_f_under_guidance(tiny_frozen, stock):
     cond = interpolate_embeddings(states, F)  # (F, S, D), all frames different
     context = cfg_context(cond, negative.expand(F, -1, -1))  # (2*F, S, D): negative branch, then positive
     latents = _latents(backbone, 2)
-    out = backbone.predict_noise(latents, T, context)
+    out = backbone.model_output(latents, T, context)
     for f in range(F):
         reference = stock(backbone, latents, T, torch.stack([negative[0], cond[f]]))
         torch.testing.assert_close(out[:, :, f], reference[:, :, f], rtol=0, atol=1e-5)
@@ -52,7 +52,7 @@ def test_frozen_fixture_really_isolates_frames(tiny_frozen):
     latents, context = _latents(tiny_frozen, 1), _embeds(tiny_frozen, 1).expand(F, -1, -1)
     moved = latents.clone()
     moved[:, :, 0] += 1.0
-    a, b = tiny_frozen.predict_noise(latents, T, context), tiny_frozen.predict_noise(moved, T, context)
+    a, b = tiny_frozen.model_output(latents, T, context), tiny_frozen.model_output(moved, T, context)
     assert not torch.allclose(a[:, :, 0], b[:, :, 0])
     torch.testing.assert_close(a[:, :, 1:], b[:, :, 1:], rtol=0, atol=1e-5)
 
@@ -63,7 +63,7 @@ def _change_frame_3(backbone) -> tuple[torch.Tensor, torch.Tensor]:
     context = _embeds(backbone, 1).expand(F, -1, -1).clone()
     changed = context.clone()
     changed[3] = _embeds(backbone, 1, seed=9)[0]
-    return backbone.predict_noise(latents, T, context), backbone.predict_noise(latents, T, changed)
+    return backbone.model_output(latents, T, context), backbone.model_output(latents, T, changed)
 
 
 @torch.no_grad()
@@ -84,7 +84,7 @@ def test_negative_branch_equals_a_stock_call_with_the_negative_embedding(tiny, s
     states, negative = _embeds(tiny, 3), _embeds(tiny, 1, seed=2)
     context = cfg_context(interpolate_embeddings(states, F), negative.expand(F, -1, -1))
     latents = _latents(tiny, 1).repeat(2, 1, 1, 1, 1)  # cat([latents, latents]) as under guidance
-    out = tiny.predict_noise(latents, T, context)
+    out = tiny.model_output(latents, T, context)
     # the stock call runs a batch of 1 instead of 2: equal up to float summation order
     torch.testing.assert_close(out[:1], stock(tiny, latents[:1], T, negative), rtol=0, atol=1e-5)
     assert not torch.allclose(out[1:], out[:1])
@@ -96,16 +96,16 @@ def test_processors_are_restored_after_each_call(tiny):
         return {name: m.processor for name, m in tiny.unet.named_modules() if hasattr(m, "processor")}
 
     before = processors()
-    tiny.predict_noise(_latents(tiny, 1), T, _embeds(tiny, 1).expand(F, -1, -1))
+    tiny.model_output(_latents(tiny, 1), T, _embeds(tiny, 1).expand(F, -1, -1))
     assert processors() == before
     with pytest.raises(ValueError):
-        tiny.predict_noise(_latents(tiny, 1), T, _embeds(tiny, 1).expand(F + 1, -1, -1))
+        tiny.model_output(_latents(tiny, 1), T, _embeds(tiny, 1).expand(F + 1, -1, -1))
     assert processors() == before
     assert spatial_cross_attentions(tiny.unet)  # there were cross-attentions to wrap
 
 
 def test_context_with_the_wrong_number_of_rows_is_rejected(tiny):
     with pytest.raises(ValueError, match=r"\(B\*F, S, D\) = \(8, S, D\).*B=2 videos of F=4 frames"):
-        tiny.predict_noise(_latents(tiny, 2), T, _embeds(tiny, 1).expand(F, -1, -1))
+        tiny.model_output(_latents(tiny, 2), T, _embeds(tiny, 1).expand(F, -1, -1))
     with pytest.raises(ValueError, match="latents must have shape"):
-        tiny.predict_noise(_latents(tiny, 1)[:, :, 0], T, _embeds(tiny, 1).expand(F, -1, -1))
+        tiny.model_output(_latents(tiny, 1)[:, :, 0], T, _embeds(tiny, 1).expand(F, -1, -1))

@@ -32,7 +32,9 @@ def test_videocrafter2_entry_matches_the_authors_settings():
 
     assert get_spec("videocrafter2").defaults == DEFAULTS
     assert (DEFAULTS.height, DEFAULTS.width, DEFAULTS.num_inference_steps, DEFAULTS.guidance_scale,
-            DEFAULTS.fps, DEFAULTS.eta) == (320, 512, 25, 12.0, 28, 1.0)
+            DEFAULTS.cond_fps, DEFAULTS.eta) == (320, 512, 25, 12.0, 28, 1.0)
+    # conditioned on 28 fps, written at the authors' playback rate
+    assert DEFAULTS.fps == 10
 
 
 def test_errors():

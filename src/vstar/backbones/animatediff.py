@@ -21,7 +21,6 @@ from vstar.backbones.base import BackboneDefaults
 from vstar.backbones.clip_tokenizer import offline_clip_tokenizer
 from vstar.backbones.loading import (
     PIPELINE_SUBFOLDERS,
-    TINY_SIZE,
     TINY_UNET_KWARGS,
     DiffusersVideoBackbone,
     ModelSource,
@@ -31,6 +30,7 @@ from vstar.backbones.loading import (
     tiny_clip_text_encoder,
     tiny_vae,
 )
+from vstar.backbones.registry import get_spec
 
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
@@ -54,11 +54,9 @@ class AnimateDiffBackbone(DiffusersVideoBackbone):
 
 
 def animatediff_defaults(unet: UNetMotionModel) -> BackboneDefaults:
-    """AnimateDiff's documented settings; ``max_frames`` is the motion modules' positional embedding length."""
-    return with_frame_limit(
-        BackboneDefaults(height=512, width=512, num_frames=16, num_inference_steps=25, guidance_scale=7.5, fps=8),
-        unet,
-    )
+    """AnimateDiff's documented settings (the registry's); ``max_frames`` is the motion modules' positional
+    embedding length."""
+    return with_frame_limit(get_spec("animatediff").defaults, unet)
 
 
 def with_frame_limit(defaults: BackboneDefaults, unet: UNetMotionModel) -> BackboneDefaults:
@@ -175,6 +173,6 @@ def tiny_animatediff(seed: int = 0, device: str | torch.device | None = None) ->
     backbone = AnimateDiffBackbone(
         unet=unet, vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
         scheduler=parts["scheduler"], model_id="tiny-animatediff",
-        defaults=replace(animatediff_defaults(unet), height=TINY_SIZE, width=TINY_SIZE, num_inference_steps=10),
+        defaults=with_frame_limit(get_spec("tiny-animatediff").defaults, unet),
     )
     return backbone.to(device or "cpu").eval()

@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 import torch
 from diffusers import AutoencoderKL
-from einops import rearrange
 from huggingface_hub import constants as hub_constants
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from vstar.backbones.base import Backbone
 from vstar.backbones.clip_tokenizer import VOCAB_SIZE
+from vstar.backbones.unet_family import UNetBackbone
 from vstar.conditioning import per_frame_context
 
 T = TypeVar("T")
@@ -155,13 +155,17 @@ def token_states(tokenizer: Any, text_encoder: torch.nn.Module, texts: Sequence[
     return text_encoder(tokens.input_ids.to(next(text_encoder.parameters()).device))[0]
 
 
-class DiffusersVideoBackbone(Backbone):
+class DiffusersVideoBackbone(UNetBackbone):
     """A backbone made of diffusers/transformers parts: CLIP text encoder, KL VAE, a video UNet.
 
     Subclasses only implement :meth:`unet_encoder_hidden_states`, the text input their UNet's ``forward``
     expects; the per-frame context reaches every spatial cross-attention through
-    :func:`vstar.conditioning.per_frame_context` whatever that input is.
+    :func:`vstar.conditioning.per_frame_context`, installed once per generation by :meth:`per_frame_text`.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._installed_context: tuple[torch.Tensor, torch.Tensor] | None = None  # (given, on the UNet's device)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Last hidden state of the CLIP text encoder, ``(K, S, D)`` (S = tokenizer max length) on the UNet's
@@ -174,37 +178,36 @@ class DiffusersVideoBackbone(Backbone):
         """The ``encoder_hidden_states`` to pass to ``unet.forward`` for a ``(B*F, S, D)`` per-frame context."""
         raise NotImplementedError
 
-    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor | int, context: torch.Tensor,
-                      fps: int | None = None) -> torch.Tensor:
-        """The UNet's noise prediction ``(B, C, F, h, w)`` with frame f of video b attending to ``context[b*F + f]``.
+    @contextlib.contextmanager
+    def per_frame_text(self, context: torch.Tensor) -> Iterator[None]:
+        """Wrap every spatial cross-attention so that it sees ``context`` ``(B*F, S, D)``; restored on exit."""
+        on_device = context.to(device=self.device, dtype=self.dtype)
+        with per_frame_context(self.unet, on_device):
+            self._installed_context = (context, on_device)
+            try:
+                yield
+            finally:
+                self._installed_context = None
+
+    def model_output(self, latents: torch.Tensor, timestep: torch.Tensor | int, context: torch.Tensor,
+                     fps: int | None = None) -> torch.Tensor:
+        """The UNet's output ``(B, C, F, h, w)`` with frame f of video b attending to ``context[b*F + f]``.
 
         latents: ``(B, C, F, h, w)``; timestep: scalar or ``(B,)``; context: ``(B*F, S, D)``, frame fastest
         (under guidance: negative branch videos first, see :func:`vstar.conditioning.cfg_context`).
+        Outside :meth:`per_frame_text` (or with another context) the processors are installed for this call.
         ``fps`` is ignored: these UNets are not conditioned on frame rate.
         """
-        if latents.ndim != 5:
-            raise ValueError(f"latents must have shape (B, C, F, h, w), got {tuple(latents.shape)}")
-        batch, num_frames = latents.shape[0], latents.shape[2]
-        if context.ndim != 3 or context.shape[0] != batch * num_frames:
-            raise ValueError(
-                f"context must have shape (B*F, S, D) = ({batch * num_frames}, S, D) for latents with B={batch} "
-                f"videos of F={num_frames} frames, got {tuple(context.shape)}; give one embedding per frame"
-            )
-        context = context.to(device=self.device, dtype=self.dtype)
-        with per_frame_context(self.unet, context):
-            return self.unet(latents.to(self.dtype), timestep,
-                             encoder_hidden_states=self.unet_encoder_hidden_states(context, num_frames)).sample
+        self.check_context(latents, context)
+        installed = self._installed_context
+        if installed is not None and installed[0] is context:
+            return self._call_unet(latents, timestep, installed[1])
+        with self.per_frame_text(context):
+            return self._call_unet(latents, timestep, self._installed_context[1])
 
-    def decode_latents(self, latents: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
-        """Decode ``(B, C, F, h, w)`` latents ``chunk_size`` frames at a time into float32 video
-        ``(B, F, 3, h*s, w*s)`` in [0, 1] (s = :attr:`vae_scale_factor`)."""
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1 frame, got {chunk_size}")
-        vae_dtype = next(self.vae.parameters()).dtype
-        frames = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
-        images = torch.cat([self.vae.decode(chunk.to(vae_dtype)).sample for chunk in frames.split(chunk_size)])
-        video = (images.float() / 2 + 0.5).clamp(0, 1)
-        return rearrange(video, "(b f) c h w -> b f c h w", b=latents.shape[0])
+    def _call_unet(self, latents: torch.Tensor, timestep: torch.Tensor | int, context: torch.Tensor) -> torch.Tensor:
+        encoder_hidden_states = self.unet_encoder_hidden_states(context, latents.shape[2])
+        return self.unet(latents.to(self.dtype), timestep, encoder_hidden_states=encoder_hidden_states).sample
 
 
 def save_backbone(backbone: Backbone, directory: str | os.PathLike[str]) -> Path:

@@ -9,6 +9,7 @@ is what TAR addresses.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
@@ -18,7 +19,6 @@ from vstar.backbones.base import BackboneDefaults
 from vstar.backbones.clip_tokenizer import offline_clip_tokenizer
 from vstar.backbones.loading import (
     PIPELINE_SUBFOLDERS,
-    TINY_SIZE,
     TINY_UNET_KWARGS,
     DiffusersVideoBackbone,
     default_device,
@@ -27,17 +27,9 @@ from vstar.backbones.loading import (
     tiny_clip_text_encoder,
     tiny_vae,
 )
+from vstar.backbones.registry import defaults_for_model_id, get_spec
 
 DEFAULT_MODEL = "ali-vilab/text-to-video-ms-1.7b"
-
-# What the model authors use (model cards and the diffusers text-to-video pipeline defaults).
-KNOWN_DEFAULTS: dict[str, BackboneDefaults] = {
-    DEFAULT_MODEL: BackboneDefaults(height=256, width=256, num_frames=16, num_inference_steps=50,
-                                    guidance_scale=9.0, fps=8),
-    "cerspense/zeroscope_v2_576w": BackboneDefaults(height=320, width=576, num_frames=24, num_inference_steps=40,
-                                                    guidance_scale=9.0, fps=8),
-}
-KNOWN_DEFAULTS["damo-vilab/text-to-video-ms-1.7b"] = KNOWN_DEFAULTS[DEFAULT_MODEL]  # the repository's old name
 
 # ModelScope's own scheduler settings (its scheduler_config.json); the tiny model uses them too.
 MODELSCOPE_SCHEDULER: dict[str, object] = dict(
@@ -76,8 +68,8 @@ def load_modelscope(
             ``scheduler/``) to load instead of the hub; ``model`` then only names it (and picks its defaults).
         device: default the first CUDA GPU if there is one, else the CPU.
         dtype: default float32 (float16/bfloat16 are faster on GPUs).
-        defaults: generation settings; default the known ones of ``model``, else ModelScope's at the UNet's
-            native size.
+        defaults: generation settings; default the registry's for ``model`` (``vstar models``), else
+            ModelScope's at the UNet's native size.
         cache_dir: the hub cache to use instead of the default one.
         variant: weight file variant such as ``"fp16"``.
 
@@ -99,16 +91,16 @@ def load_modelscope(
         text_encoder=source.load(CLIPTextModel.from_pretrained, "text_encoder", **weights),
         tokenizer=source.load_tokenizer(CLIPTokenizer.from_pretrained),
         scheduler=source.load(DDIMScheduler.from_pretrained, "scheduler"),
-        defaults=defaults or KNOWN_DEFAULTS.get(model or "") or native_defaults(unet, vae),
+        defaults=defaults or defaults_for_model_id(model or "") or native_defaults(unet, vae),
         model_id=model or str(model_path),
     )
     return backbone.to(device=default_device(device), dtype=dtype or torch.float32).eval()
 
 
 def native_defaults(unet: UNet3DConditionModel, vae: AutoencoderKL) -> BackboneDefaults:
-    """ModelScope's settings at the UNet's native resolution (for models not in :data:`KNOWN_DEFAULTS`)."""
+    """ModelScope's settings at the UNet's native resolution (for models the registry does not know)."""
     side = int(unet.config.sample_size) * 2 ** (len(vae.config.block_out_channels) - 1)
-    return BackboneDefaults(height=side, width=side, num_frames=16, num_inference_steps=50, guidance_scale=9.0)
+    return replace(get_spec("modelscope").defaults, height=side, width=side)
 
 
 def tiny_modelscope(seed: int = 0, device: str | torch.device | None = None) -> ModelScopeBackbone:
@@ -128,8 +120,7 @@ def tiny_modelscope(seed: int = 0, device: str | torch.device | None = None) -> 
     backbone = ModelScopeBackbone(
         unet=unet.eval(), vae=vae, text_encoder=text_encoder, tokenizer=offline_clip_tokenizer(),
         scheduler=DDIMScheduler(**MODELSCOPE_SCHEDULER),
-        defaults=BackboneDefaults(height=TINY_SIZE, width=TINY_SIZE, num_frames=16, num_inference_steps=10,
-                                  guidance_scale=9.0, fps=8),
+        defaults=get_spec("tiny-modelscope").defaults,
         model_id="tiny-modelscope",
     )
     return backbone.to(device or "cpu").eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,21 +18,24 @@ from vstar.devices import resolve_device, resolve_dtype
 class BackboneSpec:
     """One registry entry.
 
-    ``loader`` is ``"module:function"``, imported on use and called as
+    ``loader`` is a function or ``"module:function"`` (imported on use), called as
     ``function(*model_ids, model_path=..., device=..., dtype=..., defaults=...)`` for hub models, or
     ``function(device=...)`` for models built into vstar (``tiny=True``; cast to the dtype afterwards), with
-    ``seed=`` as well for the random-weight ones (``seeded=True``).
+    ``seed=`` as well for the random-weight ones (``seeded=True``). ``defaults`` are the only recommended
+    settings of the model: loaders and the CLI read them from here.
     """
 
     name: str
     family: str
     description: str
-    loader: str
+    loader: str | Callable[..., Backbone]
     defaults: BackboneDefaults
     model_ids: tuple[str, ...] = ()
     tiny: bool = False
     seeded: bool = False
 
+
+VIDEOCRAFTER2_PLAYBACK_FPS = 10  # the authors' inference script writes at 10 fps; 28 is the conditioning
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
@@ -40,7 +44,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             "videocrafter2", "videocrafter2",
             "VideoCrafter2 (the paper's base model; fps-conditioned UNet, rescaled DDIM, eta 1)",
             "vstar.backbones.videocrafter2:load_videocrafter2",
-            BackboneDefaults(height=320, width=512, guidance_scale=12.0, fps=28, eta=1.0),
+            BackboneDefaults(height=320, width=512, guidance_scale=12.0, fps=VIDEOCRAFTER2_PLAYBACK_FPS, cond_fps=28,
+                             eta=1.0),
             model_ids=("VideoCrafter/VideoCrafter2",),
         ),
         BackboneSpec(
@@ -66,7 +71,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "toy-shapes", "modelscope",
             "embedded 32x32 model trained by vstar on procedural shape clips (offline demo and measurements)",
             "vstar.toy.model:load_toy",
-            BackboneDefaults(height=32, width=32, num_inference_steps=25, guidance_scale=5.0, fps=8),
+            BackboneDefaults(height=32, width=32, num_inference_steps=25, guidance_scale=5.0, fps=8, size_multiple=16),
             tiny=True,
         ),
         BackboneSpec(
@@ -84,8 +89,8 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "tiny-videocrafter2", "videocrafter2", "tiny random-weight VideoCrafter2-style model built in code (tests)",
             "vstar.backbones.videocrafter2:tiny_videocrafter2",
-            BackboneDefaults(height=64, width=64, num_frames=8, num_inference_steps=4, guidance_scale=12.0, fps=28,
-                             eta=1.0),
+            BackboneDefaults(height=64, width=64, num_frames=8, num_inference_steps=4, guidance_scale=12.0,
+                             fps=VIDEOCRAFTER2_PLAYBACK_FPS, cond_fps=28, eta=1.0),
             tiny=True, seeded=True,
         ),
     )
@@ -104,6 +109,26 @@ def get_spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
+def defaults_for_model_id(model_id: str) -> BackboneDefaults | None:
+    """The registered defaults of the entry whose hub ids start with ``model_id``; None when none does."""
+    for spec in BACKBONES.values():
+        if spec.model_ids and spec.model_ids[0] == model_id:
+            return spec.defaults
+    return None
+
+
+def register_backbone(spec: BackboneSpec, *, replace: bool = False) -> None:
+    """Add a model family's entry, so that ``load_backbone``, the pipeline and the CLI know it by name."""
+    if spec.name in BACKBONES and not replace:
+        raise ValueError(f"a backbone named {spec.name!r} is registered already; pass replace=True to replace it")
+    BACKBONES[spec.name] = spec
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove an entry added by :func:`register_backbone`."""
+    BACKBONES.pop(get_spec(name).name)
+
+
 def weights_available(spec: BackboneSpec) -> bool:
     """Whether every hub repository of ``spec`` is in the local Hugging Face cache (tiny models: always)."""
     if spec.tiny:
@@ -117,7 +142,9 @@ def weights_available(spec: BackboneSpec) -> bool:
     return all(model_id in cached for model_id in spec.model_ids)
 
 
-def _resolve_loader(path: str) -> Any:
+def _resolve_loader(path: str | Callable[..., Backbone]) -> Any:
+    if callable(path):
+        return path
     module, _, function = path.partition(":")
     return getattr(importlib.import_module(module), function)
 

@@ -16,16 +16,14 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
 from transformers import AutoModel, AutoTokenizer, BertModel, PreTrainedTokenizerBase
 
-from vstar.backbones.base import BackboneDefaults
 from vstar.backbones.loading import ModelNotAvailableError
 from vstar.backbones.modelscope import MODELSCOPE_SCHEDULER, ModelScopeBackbone
+from vstar.backbones.registry import get_spec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SIZE = 32  # pixels
 TEXT_LENGTH = 24  # tokens: every caption of the toy vocabulary fits
 TEXT_WIDTH = 384  # all-MiniLM-L6-v2 hidden size
-TOY_DEFAULTS = BackboneDefaults(height=SIZE, width=SIZE, num_frames=16, num_inference_steps=25,
-                                guidance_scale=5.0, fps=8)
 
 
 def toy_unet() -> UNet3DConditionModel:
@@ -75,7 +73,8 @@ def toy_backbone(unet: UNet3DConditionModel, vae: AutoencoderKL, model_id: str) 
     """Wrap toy components (trained or not) in the ModelScope adapter with the MiniLM text encoder."""
     tokenizer, text_encoder = minilm_text_encoder()
     return ModelScopeBackbone(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                              scheduler=toy_scheduler(), defaults=TOY_DEFAULTS, model_id=model_id)
+                              scheduler=toy_scheduler(), defaults=get_spec("toy-shapes").defaults,
+                              model_id=model_id)
 
 
 def load_toy(device: str | torch.device | None = None, weights: str | Path = WEIGHTS_DIR) -> ModelScopeBackbone:

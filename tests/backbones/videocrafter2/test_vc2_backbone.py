@@ -51,12 +51,12 @@ def test_tiny_shapes_and_ranges(tiny):
     latents = torch.randn(2, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     context = embeds[:2].repeat_interleave(3, dim=0)  # (B*F, S, D)
     with torch.no_grad():
-        noise = tiny.predict_noise(latents, torch.tensor(981), context)
+        noise = tiny.model_output(latents, torch.tensor(981), context)
     assert noise.shape == latents.shape and torch.isfinite(noise).all()
     video = tiny.decode_latents(latents, chunk_size=4)
     assert video.shape == (2, 3, 3, 64, 64) and video.min() >= 0 and video.max() <= 1
     assert tiny.latent_channels == 4 and tiny.vae_scale_factor == 8
-    assert tiny.defaults.eta == 1.0 and tiny.defaults.fps == 28 and tiny.defaults.max_frames is None
+    assert tiny.defaults.eta == 1.0 and tiny.defaults.cond_fps == 28 and tiny.defaults.max_frames is None
 
 
 def test_decode_chunks_do_not_change_the_result(tiny):
@@ -71,7 +71,7 @@ def test_per_frame_context_in_b_f_order_equals_shared_context(tiny):
     latents = torch.randn(2, 4, 4, 8, 8, generator=generator)
     shared = torch.randn(2, 77, 32, generator=generator)
     with torch.no_grad():
-        per_frame = tiny.predict_noise(latents, 501, shared.repeat_interleave(4, dim=0), fps=8)
+        per_frame = tiny.model_output(latents, 501, shared.repeat_interleave(4, dim=0), fps=8)
         reference = tiny.unet(latents, 501, shared, fps=8).sample
     assert torch.allclose(per_frame, reference, atol=1e-6)
 
@@ -83,7 +83,7 @@ def test_frame_contexts_reach_their_frames(tiny):
     changed = context.clone()
     changed[2] += 1
     with torch.no_grad():
-        a, b = tiny.predict_noise(latents, 501, context), tiny.predict_noise(latents, 501, changed)
+        a, b = tiny.model_output(latents, 501, context), tiny.model_output(latents, 501, changed)
     assert (a - b)[:, :, 2].abs().max() > 1e-3
 
 
@@ -203,7 +203,7 @@ def test_tiny_original_checkpoint_converts_saves_and_loads(tmp_path, tiny_config
 
     backbone = load_videocrafter2(model_path=tmp_path / "converted")
     with torch.no_grad():
-        out = backbone.predict_noise(unet_cases["a.x"], unet_cases["a.t"], unet_cases["a.context"], fps=28)
+        out = backbone.model_output(unet_cases["a.x"], unet_cases["a.t"], unet_cases["a.context"], fps=28)
     assert (out - unet_cases["a.out"]).abs().max() < 1e-4
     texts = ["a photo of a cat", "snow melting!!"]
     expected = reference_penultimate(source, tokenize(openclip_tokenizer(), texts))
@@ -221,7 +221,7 @@ def test_tiny_original_checkpoint_converts_saves_and_loads(tmp_path, tiny_config
     assert read_video(out).shape == (5, 64, 64, 3)
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["model"] == "videocrafter2" and meta["model_path"] == str(tmp_path / "converted")
-    assert meta["settings"]["fps"] == 28 and meta["settings"]["eta"] == 1.0 and meta["settings"]["tar"] == "64D1"
+    assert meta["settings"]["cond_fps"] == 28 and meta["settings"]["fps"] == 10 and meta["settings"]["eta"] == 1.0 and meta["settings"]["tar"] == "64D1"
 
 
 def test_missing_path_raises(tmp_path):

@@ -138,14 +138,14 @@ def test_fps_conditioning_matches_an_independent_reference(backbone, original):
     text = backbone.encode_text(["a cat", "a dog"])  # (B, S, D)
     context = text.repeat_interleave(frames, dim=0)  # (B*F, S, D), the same embedding on every frame
     timestep = torch.tensor(501)
-    out = {fps: backbone.predict_noise(latents, timestep, context, fps=fps) for fps in (28, 8)}
+    out = {fps: backbone.model_output(latents, timestep, context, fps=fps) for fps in (28, 8)}
     ref = {fps: reference_noise(unet, fps_mlp, latents, timestep, text, fps) for fps in (28, 8, None)}
     for fps in (28, 8):
         torch.testing.assert_close(out[fps], ref[fps], rtol=1e-5, atol=1e-5)
     assert (out[28] - out[8]).abs().max() > 1e-3  # fps has an effect
     torch.testing.assert_close(out[28] - out[8], ref[28] - ref[8], rtol=1e-5, atol=1e-5)
     assert (out[28] - ref[None]).abs().max() > 1e-3  # and it is not the unconditioned UNet
-    torch.testing.assert_close(backbone.predict_noise(latents, timestep, context), out[28])  # default fps 28
+    torch.testing.assert_close(backbone.model_output(latents, timestep, context), out[28])  # default fps 28
     assert backbone.fps == 28
 
 

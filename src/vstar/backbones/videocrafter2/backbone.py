@@ -6,12 +6,13 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
-from einops import rearrange
 from torch import nn
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..base import Backbone, BackboneDefaults
 from ..loading import ModelSource
+from ..registry import get_spec
+from ..unet_family import UNetBackbone
 from .components import VideoCrafter2Components, load_components
 from .config import open_clip_text_config
 from .convert import convert_videocrafter2_checkpoint
@@ -22,15 +23,15 @@ from .unet import VideoCrafter2UNet
 HUB_REPO = "VideoCrafter/VideoCrafter2"
 HUB_FILENAME = "model.ckpt"
 
-# scripts/run_text2video.sh of the authors, with VSTAR's 25 steps
-DEFAULTS = BackboneDefaults(height=320, width=512, num_frames=16, num_inference_steps=25, guidance_scale=12.0,
-                            fps=28, max_frames=None, eta=1.0)
-TINY_DEFAULTS = BackboneDefaults(height=64, width=64, num_frames=8, num_inference_steps=4, guidance_scale=12.0,
-                                 fps=28, max_frames=None, eta=1.0)
+# scripts/run_text2video.sh of the authors, with VSTAR's 25 steps (the registry holds them)
+DEFAULTS = get_spec("videocrafter2").defaults
 
 
-class VideoCrafter2Backbone(Backbone):
-    """VideoCrafter2 (t2v 512 v2.0): fps-conditioned 3D UNet, KL-f8 VAE, OpenCLIP ViT-H-14 penultimate layer."""
+class VideoCrafter2Backbone(UNetBackbone):
+    """VideoCrafter2 (t2v 512 v2.0): fps-conditioned 3D UNet, KL-f8 VAE, OpenCLIP ViT-H-14 penultimate layer.
+
+    Its UNet takes one text embedding per frame in ``forward``, so per-frame text needs no set-up.
+    """
 
     name = "videocrafter2"
 
@@ -52,22 +53,13 @@ class VideoCrafter2Backbone(Backbone):
         hidden = self.text_encoder(tokenize(self.tokenizer, texts).to(device)).last_hidden_state
         return hidden.to(device=self.device, dtype=self.dtype)
 
-    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
-                      fps: int | None = None) -> torch.Tensor:
-        """latents ``(B, C, F, h, w)``, context ``(B*F, S, D)`` (``(b f)`` order) -> noise ``(B, C, F, h, w)``."""
-        fps = self.defaults.fps if fps is None else fps
+    def model_output(self, latents: torch.Tensor, timestep: torch.Tensor | int, context: torch.Tensor,
+                     fps: int | None = None) -> torch.Tensor:
+        """latents ``(B, C, F, h, w)``, context ``(B*F, S, D)`` (``(b f)`` order) or ``(B, S, D)`` shared by the
+        frames of a video -> noise ``(B, C, F, h, w)``, conditioned on frame rate ``fps`` (default
+        ``defaults.cond_fps``, 28)."""
+        fps = self.defaults.cond_fps if fps is None else fps
         return self.unet(latents, timestep, context, fps=fps).sample
-
-    @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
-        """``(B, C, F, h, w)`` latents -> video ``(B, F, 3, 8h, 8w)`` in [0, 1], ``chunk_size`` frames per VAE call."""
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        vae_dtype = next(self.vae.parameters()).dtype
-        frames = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
-        images = torch.cat([self.vae.decode(chunk.to(vae_dtype)).sample for chunk in frames.split(chunk_size)])
-        video = ((images.float() + 1) / 2).clamp(0, 1)
-        return rearrange(video, "(b f) c h w -> b f c h w", b=latents.shape[0])
 
 
 def load_videocrafter2(
@@ -151,5 +143,6 @@ def tiny_videocrafter2(seed: int = 0, device: str | torch.device | None = None) 
     generator = torch.Generator().manual_seed(seed)
     _redraw_zero_weights(unet, generator)
     backbone = VideoCrafter2Backbone(unet.eval(), vae.eval(), text_encoder.eval(), openclip_tokenizer(),
-                                     VideoCrafter2DDIMScheduler(), TINY_DEFAULTS, model_id="tiny-videocrafter2")
+                                     VideoCrafter2DDIMScheduler(), get_spec("tiny-videocrafter2").defaults,
+                                     model_id="tiny-videocrafter2")
     return backbone.to(device or "cpu")

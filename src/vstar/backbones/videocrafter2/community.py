@@ -181,7 +181,7 @@ class CommunityVideoCrafter2Backbone(DiffusersVideoBackbone):
 
     Text encoding, the per-frame UNet call and VAE decoding are those of the diffusers backbones (ModelScope-style);
     the scheduler is VideoCrafter2's rescaled DDIM. ``fps`` is the frame rate the hook adds to the timestep
-    embedding: :meth:`predict_noise` sets it on every call (default ``defaults.fps``), so it also applies when
+    embedding: :meth:`model_output` sets it on every call (default ``defaults.cond_fps``), so it also applies when
     ``unet`` is called directly afterwards.
     """
 
@@ -195,7 +195,7 @@ class CommunityVideoCrafter2Backbone(DiffusersVideoBackbone):
                          model_id)
         self.fps_proj = fps_projection(unet)
         self.fps_embedding = fps_embedding
-        self.fps: float = float(defaults.fps)
+        self.fps: float = float(defaults.cond_fps)
         self.fps_hook = unet.time_embedding.register_forward_hook(self.add_fps_embedding)
 
     def add_fps_embedding(self, module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
@@ -210,12 +210,12 @@ class CommunityVideoCrafter2Backbone(DiffusersVideoBackbone):
         :meth:`vstar.backbones.modelscope.ModelScopeBackbone.unet_encoder_hidden_states`)."""
         return context[::num_frames]
 
-    def predict_noise(self, latents: torch.Tensor, timestep: torch.Tensor | int, context: torch.Tensor,
-                      fps: int | None = None) -> torch.Tensor:
+    def model_output(self, latents: torch.Tensor, timestep: torch.Tensor | int, context: torch.Tensor,
+                     fps: int | None = None) -> torch.Tensor:
         """latents ``(B, C, F, h, w)``, context ``(B*F, S, D)`` (``(b f)`` order) -> noise ``(B, C, F, h, w)``,
-        conditioned on ``fps`` (default ``defaults.fps``, 28 for VideoCrafter2)."""
-        self.fps = float(self.defaults.fps if fps is None else fps)
-        return super().predict_noise(latents, timestep, context)
+        conditioned on ``fps`` (default ``defaults.cond_fps``, 28 for VideoCrafter2)."""
+        self.fps = float(self.defaults.cond_fps if fps is None else fps)
+        return super().model_output(latents, timestep, context)
 
 
 def load_community_videocrafter2(

@@ -1,0 +1,169 @@
+"""One frozen generation config: every setting of a generation, validated once, stored in the sidecar.
+
+:class:`GenerationConfig` is what :class:`~vstar.pipeline.VSTARPipeline` accepts and returns, what the CLI
+builds in one place (flags over a sidecar over the registry's defaults) and what the sidecar stores.
+A field left ``None`` means "the model's default": :meth:`GenerationConfig.resolved` fills it from the
+registry's :class:`~vstar.backbones.BackboneDefaults`, the only place model defaults live.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from vstar.backbones.base import BackboneDefaults
+from vstar.conditioning import INTERPOLATION_MODES, InterpolationMode
+from vstar.tar import TARConfig
+
+DEFAULT_TAR = "64D1"
+TAR_FIELDS = ("tar", "tar_max_mode", "tar_strength", "tar_step_fraction")  # how a TARConfig is stored
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value: Any, minimum: float) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value}")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Every setting of one generation; ``None`` = the model's default (see :meth:`resolved`).
+
+    Attributes:
+        num_frames: output frames, generated in one pass.
+        height, width: frame size in pixels.
+        num_inference_steps: denoising steps.
+        guidance_scale: classifier-free guidance (<= 1 switches guidance off).
+        negative_prompt: what the negative guidance branch encodes ("" when None).
+        interpolation: between keyframe embeddings: ``"linear"``, ``"step"`` or ``"slerp"``.
+        cond_fps: frame-rate conditioning of models that take it (VideoCrafter2: 28); None for the others.
+        fps: playback rate of the written video.
+        eta: DDIM eta (stochasticity of the sampler; 0 = deterministic DDIM).
+        tar: where, how strongly and when TAR acts; None switches it off.
+        seed: seeds the initial noise and stochastic steps (same seed, same frames).
+    """
+
+    num_frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    negative_prompt: str | None = None
+    interpolation: InterpolationMode = "linear"
+    cond_fps: int | None = None
+    fps: int | None = None
+    eta: float | None = None
+    tar: TARConfig | None = field(default_factory=lambda: TARConfig.parse(DEFAULT_TAR))
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("num_frames", self.num_frames, 2)
+        _check_int("height", self.height, 1)
+        _check_int("width", self.width, 1)
+        _check_int("num_inference_steps", self.num_inference_steps, 1)
+        _check_float("guidance_scale", self.guidance_scale, 0.0)
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise ValueError(f"negative_prompt must be text, got {self.negative_prompt!r}")
+        if self.interpolation not in INTERPOLATION_MODES:
+            raise ValueError(f"unknown interpolation mode {self.interpolation!r}; choose one of "
+                             f"{', '.join(INTERPOLATION_MODES)}")
+        _check_int("cond_fps", self.cond_fps, 1)
+        _check_int("fps", self.fps, 1)
+        _check_float("eta", self.eta, 0.0)
+        if self.tar is not None and not isinstance(self.tar, TARConfig):
+            raise ValueError(f"tar must be a TARConfig or None, got {self.tar!r}; build one with TARConfig.parse")
+        _check_int("seed", self.seed, 0)
+
+    @property
+    def uses_guidance(self) -> bool:
+        """Classifier-free guidance runs when ``guidance_scale > 1`` (at 1 it would equal the conditional branch)."""
+        return self.guidance_scale is not None and self.guidance_scale > 1.0
+
+    def replace(self, **changes: Any) -> GenerationConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def resolved(self, defaults: BackboneDefaults) -> GenerationConfig:
+        """Every ``None`` filled from a model's ``defaults``; ``cond_fps`` stays None for models without it."""
+        fill = {
+            "num_frames": defaults.num_frames, "height": defaults.height, "width": defaults.width,
+            "num_inference_steps": defaults.num_inference_steps, "guidance_scale": defaults.guidance_scale,
+            "cond_fps": defaults.cond_fps, "fps": defaults.fps, "eta": defaults.eta,
+        }
+        return self.replace(**{k: v for k, v in fill.items() if getattr(self, k) is None})
+
+    def check_for(self, defaults: BackboneDefaults, name: str) -> None:
+        """Raise a ValueError naming the setting and the fix when the model cannot run this (resolved) config."""
+        defaults.check_num_frames(self.num_frames, name)
+        defaults.check_size(self.height, self.width)
+        if self.cond_fps is not None and defaults.cond_fps is None:
+            raise ValueError(f"{name} takes no frame-rate conditioning; drop cond_fps (--cond-fps)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types; :meth:`from_dict` reads it back."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tar"}
+        return data | tar_to_dict(self.tar)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
+        """Read :meth:`to_dict`'s output; unknown keys are an error naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a generation config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)} - {"tar"}
+        unknown = sorted(set(data) - names - set(TAR_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown generation setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**{k: v for k, v in data.items() if k in names}, tar=tar_from_dict(data))
+
+
+def tar_to_dict(tar: TARConfig | None) -> dict[str, Any]:
+    """A TAR config as ``tar`` (preset or None), ``tar_max_mode``, ``tar_strength``, ``tar_step_fraction``."""
+    if tar is None:
+        return dict.fromkeys(TAR_FIELDS)
+    return {"tar": tar.to_preset(), "tar_max_mode": tar.max_mode, "tar_strength": tar.strength,
+            "tar_step_fraction": tar.step_fraction}
+
+
+def tar_from_dict(data: dict[str, Any]) -> TARConfig | None:
+    """The inverse of :func:`tar_to_dict`; a missing ``tar`` key means the default preset."""
+    preset = data.get("tar", DEFAULT_TAR)
+    if preset is None:
+        return None
+    if not isinstance(preset, str):
+        raise ValueError(f"tar must be a preset such as {DEFAULT_TAR!r} or null, got {preset!r}")
+    options = {"max_mode": data.get("tar_max_mode"), "strength": data.get("tar_strength"),
+               "step_fraction": data.get("tar_step_fraction")}
+    for key in ("strength", "step_fraction"):
+        _check_float(f"tar_{key}", options[key], 0.0)
+    return TARConfig.parse(preset, **{k: v for k, v in options.items() if v is not None})
+
+
+def config_from_sidecar(data: dict[str, Any], defaults: BackboneDefaults) -> GenerationConfig:
+    """The generation config a sidecar recorded (its ``settings``), for a model with ``defaults``.
+
+    Sidecars of vstar 0.1.0 kept the seed and the playback rate beside ``settings`` and used ``settings.fps``
+    for the frame-rate conditioning; they are read the same way (the conditioning only for models that take it).
+    """
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ValueError(f"the sidecar's settings must be a JSON object, got {type(settings).__name__}")
+    if data.get("vstar_version") == "0.1.0":
+        settings = {k: v for k, v in settings.items() if k not in ("num_videos", "fps")} | {
+            "cond_fps": settings.get("fps") if defaults.cond_fps is not None else None,
+            "fps": data.get("fps"), "seed": data.get("seed"),
+        }
+    return GenerationConfig.from_dict({k: v for k, v in settings.items() if k != "num_videos"})
