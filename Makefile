@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFORMANCE := ../shared/conformance
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test test-fast lint demo clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -q tests $(if $(wildcard $(CONFORMANCE)),$(CONFORMANCE))
+
+# The quick loop: everything but the tests marked slow (full generations, conversions, CLI reproduction).
+test-fast: setup lint
+	$(BIN)/python -m pytest -q -m "not slow" tests $(if $(wildcard $(CONFORMANCE)),$(CONFORMANCE))
 
 # The embedded toy model (trained by vstar on procedural clips) with the synopsis of the offline rules backend.
 demo: setup

@@ -31,6 +31,7 @@ def test_generate_writes_a_video_with_the_requested_frames_and_a_sidecar(tmp_pat
     assert meta["keyframes"] == [0, 9] and meta["vstar_version"]
 
 
+@pytest.mark.slow
 def test_from_sidecar_reproduces_the_video_bit_for_bit(tmp_path):
     first = tmp_path / "first.mp4"
     assert vstar("generate", "a green triangle", *FAST, "--frames", 6, "--tar", "64D1_32D8", "--out", first).exit_code == 0
@@ -45,6 +46,7 @@ def test_from_sidecar_reproduces_the_video_bit_for_bit(tmp_path):
     assert changed.read_bytes() != first.read_bytes()
 
 
+@pytest.mark.slow
 def test_no_tar_is_recorded_and_reproduced(tmp_path):
     out = tmp_path / "plain.gif"
     assert vstar("generate", "a cat", *FAST, "--frames", 4, "--no-tar", "--out", out).exit_code == 0
@@ -193,3 +195,39 @@ def test_progress_and_messages_without_quiet(tmp_path):
     assert result.exit_code == 0, result.output
     assert "model tiny-modelscope (tiny random-weight" in result.output and "synopsis (rules)" in result.output
     assert read_video(out).shape[0] == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--guidance", "nan"], "guidance_scale must be a finite number"),
+    (["--guidance", "inf"], "guidance_scale must be a finite number"),
+    (["--frames", "0"], "num_frames must be >= 2"),
+    (["--steps", "0"], "num_inference_steps must be >= 1"),
+    (["--height", "33"], "height must be a positive multiple of 64"),
+    (["--fps", "0"], "fps must be >= 1"),
+    (["--cond-fps", "-5"], "cond_fps must be >= 1"),
+    (["--cond-fps", "8"], "takes no frame-rate conditioning"),
+    (["--upscale", "0"], "--upscale must be >= 1"),
+    (["--interpolation", "cubic"], "unknown interpolation mode"),
+    (["--tar", "64D1", "--no-tar"], "contradict"),
+    (["--out", "clip.avi"], "unsupported output"),
+])
+def test_bad_settings_fail_before_any_model_is_loaded(tmp_path, monkeypatch, args, message):
+    from vstar.pipeline import VSTARPipeline
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded before the settings were checked")
+
+    monkeypatch.setattr(VSTARPipeline, "from_pretrained", refuse)
+    monkeypatch.chdir(tmp_path)
+    result = vstar("generate", "a cat", "--model", "tiny-modelscope", "--quiet", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and list(tmp_path.iterdir()) == []
+
+
+def test_videocrafter2_sidecar_records_conditioning_and_playback_rates(tmp_path):
+    out = tmp_path / "vc2.gif"
+    result = vstar("generate", "a cat", "--model", "tiny-videocrafter2", "--frames", 3, "--steps", 1, "--seed", 0,
+                   "--quiet", "--out", out)
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "vc2.json").read_text())["settings"]
+    assert (settings["cond_fps"], settings["fps"]) == (28, 10)

@@ -43,17 +43,12 @@ def test_encode_text_shape(tiny):
 
 
 @torch.no_grad()
-def test_decode_latents_shape_range_and_chunking(tiny):
+def test_decoded_frame_order(tiny):
+    """Frame (b, f) is the decoding of latent frame (b, f) alone (shapes, ranges and chunking: contract suite)."""
     latents = torch.randn(2, 4, 5, 8, 8, generator=torch.Generator().manual_seed(0))
     video = tiny.decode_latents(latents, chunk_size=3)
-    assert video.shape == (2, 5, 3, 64, 64) and video.dtype == torch.float32
-    assert video.min() >= 0 and video.max() <= 1 and video.std() > 0
-    torch.testing.assert_close(tiny.decode_latents(latents, chunk_size=10), video, rtol=0, atol=1e-5)
-    # frame order: frame (b, f) is the decoding of latent frame (b, f) alone
     single = tiny.decode_latents(latents[1:, :, 3:4], chunk_size=1)
     torch.testing.assert_close(single[0, 0], video[1, 3], rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
-        tiny.decode_latents(latents, chunk_size=0)
 
 
 @torch.no_grad()

@@ -42,3 +42,21 @@ def test_errors():
         get_spec("sora")
     with pytest.raises(ValueError, match="takes no model path"):
         load_backbone("tiny-modelscope", model_path="somewhere")
+
+
+def test_a_family_registers_from_outside_the_package():
+    from dataclasses import replace
+
+    from vstar.backbones.registry import register_backbone, unregister_backbone
+
+    spec = replace(get_spec("tiny-modelscope"), name="tiny-copy", loader=lambda device, seed: "built")
+    register_backbone(spec)
+    try:
+        assert get_spec("tiny-copy") is spec and _resolve_loader(spec.loader) is spec.loader
+        with pytest.raises(ValueError, match="registered already"):
+            register_backbone(spec)
+        register_backbone(spec, replace=True)
+    finally:
+        unregister_backbone("tiny-copy")
+    with pytest.raises(ValueError, match="unknown model 'tiny-copy'"):
+        get_spec("tiny-copy")

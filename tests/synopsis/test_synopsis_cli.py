@@ -43,7 +43,7 @@ def test_json_output(app):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data == {"prompt": "A boy is getting old", "states": ["A young boy, 4k", "An old man, 4k"],
-                    "backend": "rules", "model": None}  # fmt: skip
+                    "backend": "rules", "model": None}
 
 
 def test_openai_backend_flags(app, chat_server, tmp_path):

@@ -47,7 +47,7 @@ def test_instruction_is_the_papers_one_shot_template_plus_json():
     assert system["role"] == "system" and user["role"] == "user"
     text = user["content"]
     assert text.startswith('I have a prompt "A peony starts to bloom, in the field" for video generation. Can you '
-                           "split the process and describe the states separately?")  # fmt: skip
+                           "split the process and describe the states separately?")
     for sentence in (
         "Each state is described in only one sentence and please consider the coherency between sub-prompts.",
         "Please be straightforward and do not use a narrative style.",

@@ -81,7 +81,7 @@ def test_states_given_directly():
         ('{"prompt": 3, "subprompts": ["a"]}', ".json", '"prompt" must be a string'),
         ("a: [b", ".yaml", "not valid YAML"),
     ],
-)  # fmt: skip
+)
 def test_bad_files(tmp_path, content, suffix, message):
     path = tmp_path / f"bad{suffix}"
     path.write_text(content)
@@ -111,7 +111,7 @@ def test_ambiguous_or_wrong_selection(tmp_path):
     ("kwargs", "message"),
     [({}, "needs states"), ({"states": "a b"}, "not one string"), ({"states": []}, "non-empty list"),
      ({"states": ["a", 3]}, r"states\[1\]"), ({"states": ["a"], "file": "x.json"}, "not both")],
-)  # fmt: skip
+)
 def test_bad_manual_options(kwargs, message):
     with pytest.raises(SynopsisInputError, match=message):
         ManualBackend(**kwargs)

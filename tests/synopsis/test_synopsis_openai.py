@@ -14,7 +14,7 @@ KEY = "sk-test-secret-123"
 
 def backend(server, **kw) -> OpenAIBackend:
     options = {"model": "test-model", "base_url": server.base_url, "api_key": KEY, "timeout": 0.5,
-               "max_retries": 2, "backoff": 0.001}  # fmt: skip
+               "max_retries": 2, "backoff": 0.001}
     options.update(kw)
     return OpenAIBackend(**options)
 

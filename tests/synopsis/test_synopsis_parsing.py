@@ -61,7 +61,7 @@ def test_wrapped_list_items_are_joined():
 
 def test_paper_figure_3_titles_are_dropped():
     answer = "1. **Winter's End:** The landscape is covered in a thick layer of snow, with bare trees.  \n" \
-             "2. **Thaw's First Touch:** Snow begins to melt, revealing patches of ground."  # fmt: skip
+             "2. **Thaw's First Touch:** Snow begins to melt, revealing patches of ground."
     assert parse_states(answer) == [
         "The landscape is covered in a thick layer of snow, with bare trees.",
         "Snow begins to melt, revealing patches of ground.",
@@ -107,7 +107,7 @@ def test_too_few_states_raise():
     ("kwargs", "message"),
     [({"min_states": 0}, "min_states must be an integer >= 1"), ({"min_states": 5, "max_states": 3}, "larger than"),
      ({"max_states": 2.5}, "max_states must be an integer")],
-)  # fmt: skip
+)
 def test_bad_bounds(kwargs, message):
     with pytest.raises(SynopsisInputError, match=message):
         parse_states("1. a\n2. b", **kwargs)
@@ -127,7 +127,7 @@ def test_extract_never_crashes_and_states_are_single_lines(text):
 
 LINE = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 MARKUP = st.sampled_from(["1. ", "- ", "* ", "State 2: ", "**Title:** ", "### ", "```json\n", "```", '"', "[", "]",
-                          ", ", "\n", "\n\n", "<think>", "</think>", "{\"states\": ", "}", "\u2028", "\x0b"])  # fmt: skip
+                          ", ", "\n", "\n\n", "<think>", "</think>", "{\"states\": ", "}", "\u2028", "\x0b"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -144,7 +144,7 @@ def test_list_like_garbage_never_crashes(text):
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(alphabet="abcdefghij klmno,.'", min_size=1, max_size=30).filter(lambda s: any(c.isalpha() for c in s)),
-                min_size=1, max_size=10))  # fmt: skip
+                min_size=1, max_size=10))
 def test_numbered_lists_round_trip(items):
     answer = "\n".join(f"{i + 1}. {item}" for i, item in enumerate(items))
     states = extract_states(answer)

@@ -89,7 +89,7 @@ def test_subject_table_matches_the_data(prompt_list):
         ("A caterpillar transforming into a butterfly", "A caterpillar", "A butterfly"),
         ("A young boy becomes an old man, and turns into a young girl", "A young boy", "A young girl"),
     ],
-)  # fmt: skip
+)
 def test_order_runs_from_start_to_end(prompt, first, last):
     states = decompose(prompt).states
     assert states[0].startswith(first)
@@ -116,7 +116,7 @@ def test_intermediate_stages_are_filled_in():
         ("The seasonal cycle of a lake from frozen winter to autumn,a shot at eye level", ", a shot at eye level"),
         ("A rose flower starts to bloom, snowy landscape", ", snowy landscape"),
     ],
-)  # fmt: skip
+)
 def test_setting_and_style_clauses_end_every_state(prompt, tail):
     states = decompose(prompt).states
     assert len(states) >= 2
@@ -161,7 +161,7 @@ def test_scene_clause_starts_every_state():
                                                "A castle halfway through being built on a hill",
                                                "A finished castle on a hill"]),
     ],
-)  # fmt: skip
+)
 def test_phrasings(prompt, expected):
     states = decompose(prompt).states
     if len(expected) == 2 and len(states) > 2:  # only the ends are pinned
@@ -228,7 +228,7 @@ WORDS = st.sampled_from(
     ["from", "to", "till", "then", "becomes", "turns into", "starts to", "the life cycle of", "is getting old",
      "until", "a", "boy", "winter", "spring", "dawn", ",", "'s", "being", "made", "appears after", "making",
      "through the seasons", "process of", "transformation", "dark", "bright", "   "]
-)  # fmt: skip
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -98,7 +98,7 @@ def test_empty_generation():
     ("args", "kwargs", "message"),
     [((), {}, "needs a model id"), (("  ",), {}, "needs a model id"), ((FakeModel(),), {}, "tokenizer"),
      (("m",), {"max_new_tokens": 0}, "max_new_tokens")],
-)  # fmt: skip
+)
 def test_bad_options(args, kwargs, message):
     with pytest.raises(SynopsisInputError, match=message):
         TransformersBackend(*args, **kwargs)
@@ -126,7 +126,7 @@ def test_tiny_real_model_and_a_missing_one(tmp_path):
     )
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048)  # fmt: skip
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048)
     backend = TransformersBackend(LlamaForCausalLM(config).eval(), tokenizer=tokenizer, max_new_tokens=6)
     answer = backend.chat(build_messages("a boy is getting old"))
     assert isinstance(answer, str) and answer.strip()

@@ -32,6 +32,7 @@ def test_missing_weights_say_how_to_train(tmp_path):
         load_toy(weights=tmp_path)
 
 
+@pytest.mark.slow
 def test_vsp_turns_red_into_blue_on_a_fixed_seed():
     """Regression check: with the synopsis the video starts as a red circle and ends as a blue square; the
     prompt alone on every frame does not make that transition (the failure VSP fixes)."""
@@ -56,6 +57,7 @@ def test_caption_embeddings_are_cached_per_caption():
     assert torch.equal(again[1], first[0]) and len(embed.cache) == 2
 
 
+@pytest.mark.slow
 def test_training_runs_resumes_and_exports(tmp_path):
     cfg = TrainConfig(workdir=tmp_path / "run", export=tmp_path / "weights", vae_steps=2, vae_batch=8,
                       unet_steps=2, unet_batch=2, frames=4, save_every=1)
@@ -103,6 +105,7 @@ def test_only_identity_temporal_convs_can_be_skipped():
         skip_temporal_convs(unet)
 
 
+@pytest.mark.slow
 def test_training_can_start_from_a_trained_vae(tmp_path):
     cfg = TrainConfig(workdir=tmp_path / "run", export=tmp_path / "weights", vae_steps=50, unet_steps=1,
                       unet_batch=2, frames=4, init_vae=str(WEIGHTS_DIR / "vae"))
@@ -126,6 +129,7 @@ def test_untrained_architecture_shapes():
     assert np.isfinite(out.numpy()).all()
 
 
+@pytest.mark.slow
 def test_mixed_lengths_keep_frames_per_step_and_export_the_ema(tmp_path):
     cfg = TrainConfig(workdir=tmp_path / "run", export=tmp_path / "weights", vae_steps=1, vae_batch=8,
                       unet_steps=3, frames="4,8", frames_per_step=16, ema_decay=0.9, save_every=2)

@@ -35,7 +35,7 @@ def synopsis(
 ) -> None:
     """Print the states of a prompt's synopsis, one per line (or as JSON)."""
     opts: dict[str, Any] = {"model": model, "base_url": base_url, "timeout": timeout, "file": file,
-                            "select": select, "states": manual_state or None}  # fmt: skip
+                            "select": select, "states": manual_state or None}
     opts = {k: v for k, v in opts.items() if v is not None}
     try:
         if prompt is None and file is None:

@@ -106,7 +106,7 @@ def make_synopsis(
     states = _states_from_answer(raw, num_states, min_states, max_states, notes)
     if store is not None and key is not None and not cached:
         store.put(key, {"raw": raw, "backend": engine.name, "model": engine.model, "prompt": prompt,
-                        "num_states": num_states, "instruction": INSTRUCTION_VERSION})  # fmt: skip
+                        "num_states": num_states, "instruction": INSTRUCTION_VERSION})
     return _finish(prompt, states, engine, raw, notes, style, cached=cached)
 
 

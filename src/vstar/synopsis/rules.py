@@ -176,7 +176,7 @@ def _rule_from_to(ctx: _Ctx) -> list[Node] | None:
         return _life_nodes(life, ctx)
     if subject:
         return _ladder_nodes(points, ctx, lambda x, y, word: f"{subject}, {word} from {x} to {y}",
-                             lambda p: f"{subject}, {p}")  # fmt: skip
+                             lambda p: f"{subject}, {p}")
     return _transform_nodes(points, ctx)
 
 
@@ -311,7 +311,7 @@ def _rule_starts(ctx: _Ctx) -> list[Node] | None:
          f"{x}, as {pronoun} {_verb(pronoun, 'start')} {_to(action)}",
          f"{x}, as {pronoun} {_verb(pronoun, 'continue')} {_to(action)}"],
         ctx,
-    )  # fmt: skip
+    )
 
 
 _APPEAR = re.compile(
@@ -333,10 +333,10 @@ def _rule_appear(ctx: _Ctx) -> list[Node] | None:
     if m.group("y"):
         y = m.group("y")
         states = [f"{_cap(y)}, before {x} appears{where}", f"{_cap(y)} ending, as {x} begins to appear{where}",
-                  f"{_cap(x)} appears{where} after {_lower_first(y)}"]  # fmt: skip
+                  f"{_cap(x)} appears{where} after {_lower_first(y)}"]
     else:
         states = [f"{_cap(x)} not yet visible{where}", f"{_cap(x)} starting to appear{where}",
-                  f"{_cap(x)} fully visible{where}"]  # fmt: skip
+                  f"{_cap(x)} fully visible{where}"]
     if ctx.scene:
         states = [f"{ctx.scene}, {_lower_first(s)}" for s in states]
     return _plain(states, ctx)
@@ -391,7 +391,7 @@ def _rule_making(ctx: _Ctx) -> list[Node] | None:
         [f"{_cap(obj)}, before {_lower_first(event)}", f"{_cap(event)}, {_lower_first(bare)} turning {adj}",
          f"{_cap(event)}, {_lower_first(bare)} now {adj}"],
         ctx,
-    )  # fmt: skip
+    )
 
 
 _THEN = re.compile(r"\s*,?\s*\b(?:and\s+then|then|and\s+afterwards|afterwards|after\s+that)\b\s*,?\s*", re.I)
@@ -508,7 +508,7 @@ def _ladder_nodes(points, ctx, middle, render) -> list[Node]:
     nodes = [Node(ctx.finish(render(points[0])), explicit=True)]
     n_mid = 1 if not ctx.requested else max(0, min(3, ctx.k - len(points)))
     words = {0: [], 1: ["midway"], 2: ["early in the change", "late in the change"],
-             3: ["early in the change", "midway", "late in the change"]}[n_mid if len(points) == 2 else 0]  # fmt: skip
+             3: ["early in the change", "midway", "late in the change"]}[n_mid if len(points) == 2 else 0]
     for x, y in zip(points, points[1:], strict=False):
         for word in words:
             nodes.append(Node(ctx.finish(middle(x, y, word)), explicit=True))
@@ -518,7 +518,7 @@ def _ladder_nodes(points, ctx, middle, render) -> list[Node]:
 
 def _give_way(scene: str) -> Callable[[str, str, str], str]:
     phrases = {"midway": "{x} giving way to {y}", "early in the change": "{x} starting to give way to {y}",
-               "late in the change": "{y} almost replacing {x}"}  # fmt: skip
+               "late in the change": "{y} almost replacing {x}"}
     return lambda x, y, word: f"{scene}, " + phrases[word].format(x=x, y=y)
 
 
@@ -531,7 +531,7 @@ def _transform_nodes(points: list[str], ctx: _Ctx, how: str | None = None) -> li
         if how and word == "midway":
             return f"{_cap(x)} halfway through {how} into {_lower_first(y)}"
         verb = {"midway": "turning", "early in the change": "starting to turn",
-                "late in the change": "almost turned"}[word]  # fmt: skip
+                "late in the change": "almost turned"}[word]
         return f"{_cap(x)} {verb} into {_lower_first(y)}"
 
     return _ladder_nodes(carried, ctx, middle, _cap)

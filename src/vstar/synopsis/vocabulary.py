@@ -73,14 +73,14 @@ FEMALE_WORDS = {"girl", "woman", "lady", "female", "women", "girls", "mother", "
 PERSON_NOUNS = {
     "boy", "man", "guy", "girl", "woman", "lady", "person", "child", "kid", "teenager", "teen", "adult",
     "human", "baby", "gentleman", "infant", "toddler",
-}  # fmt: skip
+}
 AGE_WORDS = {
     "baby": 0, "infant": 0, "toddler": 0, "little": 0, "young": 0, "child": 0, "kid": 0, "boy": 0, "girl": 0,
     "teen": 1, "teenage": 1, "teenager": 1, "adolescent": 1,
     "man": 2, "woman": 2, "adult": 2, "lady": 2, "gentleman": 2, "person": 2, "human": 2, "guy": 2,
     "middle-aged": 3,
     "old": 4, "elderly": 4, "aged": 4, "senior": 4, "grandfather": 4, "grandmother": 4, "grandpa": 4, "grandma": 4,
-}  # fmt: skip
+}
 GENERIC_AGES = ["young", "middle-aged", "old"]
 
 # Life cycles. "{x}" is the organism as named in the prompt.
@@ -140,7 +140,7 @@ LIFE_CYCLE_WORDS = {
     "flower": {"flower": "bloom", "rose": "bloom", "peony": "bloom", "tulip": "bloom", "sunflower": "bloom",
                "daisy": "bloom", "lily": "bloom", "orchid": "bloom", "lotus": "bloom", "bud": "bud",
                "seed": "seed"},
-}  # fmt: skip
+}
 
 # A flower opening, for "X starts to bloom". "{X}" is the flower as named, capitalised.
 BLOOM = [
@@ -158,7 +158,7 @@ WEATHER = {
     "hail": ["{S} under a dark sky", "{S}, as the first hailstones fall", "{S} in a heavy hailstorm"],
 }
 WEATHER_VERBS = {"snow": "snow", "snowing": "snow", "rain": "rain", "raining": "rain", "hail": "hail",
-                 "hailing": "hail", "pour": "rain", "pouring": "rain", "drizzle": "rain"}  # fmt: skip
+                 "hailing": "hail", "pour": "rain", "pouring": "rain", "drizzle": "rain"}
 
 # Adjective pairs: "making the dark sky bright" drops "dark" from the sky once it is bright.
 OPPOSITES = {
@@ -166,11 +166,11 @@ OPPOSITES = {
     for p in [("dark", "bright"), ("dark", "light"), ("cold", "warm"), ("cold", "hot"), ("empty", "full"),
               ("dry", "wet"), ("clean", "dirty"), ("small", "big"), ("small", "large"), ("quiet", "loud"),
               ("green", "brown"), ("calm", "rough"), ("black", "white"), ("raw", "cooked")]
-}  # fmt: skip
+}
 
 # Past participles whose end state reads best as "a finished X".
 FINISH_VERBS = {
     "made", "built", "constructed", "assembled", "painted", "drawn", "written", "knitted", "sewn", "carved",
     "sculpted", "decorated", "prepared", "created", "formed", "designed", "woven",
-}  # fmt: skip
+}
 COOK_VERBS = {"cooked", "grilled", "fried", "roasted", "baked", "boiled", "seared", "steamed", "toasted"}

@@ -149,6 +149,7 @@ def test_fps_conditioning_matches_an_independent_reference(backbone, original):
     assert backbone.fps == 28
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("storage", ["bin", "shards"])
 def test_reads_pickled_and_sharded_weights(community_dir, original, tmp_path, storage):
     root = tmp_path / storage

@@ -29,6 +29,7 @@ def numel(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@pytest.mark.slow
 def test_full_checkpoint_converts_onto_full_size_models(manifest):
     """All 2026 weight tensors (+13 schedule buffers) map onto the full UNet, VAE and text encoder."""
     source = meta_state_dict(manifest)

@@ -109,7 +109,7 @@ class OpenAIBackend(LLMBackend):
             if status in RETRY_STATUSES and attempt < attempts - 1:
                 delay = self._delay(attempt, headers.get("Retry-After"))
                 log.warning("%s answered HTTP %s; retrying in %.2f s (%d/%d)", self.url, status, delay,
-                            attempt + 1, self.max_retries)  # fmt: skip
+                            attempt + 1, self.max_retries)
                 self._sleep(delay)
                 continue
             raise self._http_error(status, data, attempts if status in RETRY_STATUSES else 1)
