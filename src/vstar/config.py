@@ -110,6 +110,10 @@ class GenerationConfig:
         """Raise a ValueError naming the setting and the fix when the model cannot run this (resolved) config."""
         defaults.check_num_frames(self.num_frames, name)
         defaults.check_size(self.height, self.width)
+        self.check_cond_fps(defaults, name)
+
+    def check_cond_fps(self, defaults: BackboneDefaults, name: str) -> None:
+        """Raise a ValueError when frame-rate conditioning is asked of a model that takes none."""
         if self.cond_fps is not None and defaults.cond_fps is None:
             raise ValueError(f"{name} takes no frame-rate conditioning; drop cond_fps (--cond-fps)")
 

@@ -81,8 +81,7 @@ class VSTARPipeline:
         """Raise a ValueError when this backbone cannot run the resolved ``config`` (frames, size, fps)."""
         self.backbone.check_num_frames(config.num_frames)
         self.backbone.check_size(config.height, config.width)
-        if config.cond_fps is not None and self.backbone.defaults.cond_fps is None:
-            raise ValueError(f"{self.backbone.name} takes no frame-rate conditioning; drop cond_fps (--cond-fps)")
+        config.check_cond_fps(self.backbone.defaults, self.backbone.name)
 
     def encode_states(self, states: Sequence[str], negative_prompt: str | None, num_latent_frames: int,
                       interpolation: InterpolationMode, use_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
