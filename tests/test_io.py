@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from vstar.io import read_sidecar, read_video, sidecar_path, to_uint8, write_sidecar, write_video
+from vstar.io import FRAMES_MARKER, read_sidecar, read_video, sidecar_path, to_uint8, write_sidecar, write_video
 
 
 @pytest.fixture
@@ -28,7 +28,8 @@ def test_round_trip_keeps_frame_count_and_content(tmp_path, frames, name, tolera
 
 def test_png_folder_is_exact_and_numbered(tmp_path, frames):
     write_video(frames, tmp_path / "out", fps=8)
-    assert sorted(os.listdir(tmp_path / "out"))[:2] == ["frame_00000.png", "frame_00001.png"]
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert names[:3] == [FRAMES_MARKER, "frame_00000.png", "frame_00001.png"] and len(names) == len(frames) + 1
     np.testing.assert_array_equal(read_video(tmp_path / "out"), to_uint8(frames))
 
 

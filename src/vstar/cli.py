@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import random
 import re
+import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,12 +44,27 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
+        except (ValueError, TypeError, FileExistsError, FileNotFoundError, IsADirectoryError,
+                PermissionError) as err:
             raise fail(str(err)) from None
         except (RuntimeError, SynopsisError) as err:  # models that cannot be loaded, LLM servers, devices
             raise fail(str(err), code=1) from None
+        except OSError as err:  # a full disk, a name the file system refuses, a vanished folder
+            where = f" ({err.filename})" if err.filename else ""
+            raise fail(f"cannot write the output{where}: {err.strerror or err}; nothing was left behind",
+                       code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    """The ``vstar`` entry point: SIGTERM unwinds like Ctrl-C, so temporary files and claims are removed."""
+    signal.signal(signal.SIGTERM, _terminate)
+    app()
 
 
 register_synopsis(app)
@@ -108,12 +125,30 @@ def generation_config(flags: dict[str, Any], tar_flags: dict[str, Any], recorded
     return config
 
 
-def synopsis_source(prompt: str | None, synopsis: list[str] | None, synopsis_file: Path | None,
-                    select: str | None, no_vsp: bool, llm_backend: str, llm_model: str | None,
-                    llm_base_url: str | None, num_states: int | None, style: str | None,
-                    quiet: bool) -> dict[str, Any]:
-    """Where the visual states come from: --synopsis, a file, the prompt alone (--no-vsp) or VSP."""
-    from vstar.synopsis import apply_style, load_synopsis_file, make_synopsis
+def check_synopsis_options(synopsis: list[str] | None, synopsis_file: Path | None, select: str | None, no_vsp: bool, llm: dict[str, Any], states: int | None,
+                           style: str | None) -> None:
+    """Refuse options that contradict each other instead of silently preferring one (``llm`` maps the
+    ``--llm-*`` flags that were given to their values)."""
+    given = [name for name, on in (("--synopsis/-s", synopsis), ("--synopsis-file", synopsis_file is not None),
+                                   ("--no-vsp", no_vsp)) if on]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)} contradict each other (each chooses the states); give one")
+    if select is not None and synopsis_file is None:
+        raise ValueError("--select picks an entry of a --synopsis-file; give the file or drop --select")
+    if given and (states is not None or llm):
+        asked = ["--states"] * (states is not None) + sorted(llm)
+        raise ValueError(f"{', '.join(asked)} {'is' if len(asked) == 1 else 'are'} for an LLM's states, but "
+                         f"{given[0]} gives them; drop one")
+    if no_vsp and style:
+        raise ValueError("--style is appended to synopsis states; with --no-vsp write it into the prompt")
+    if synopsis is not None and not all(s.strip() for s in synopsis):
+        raise ValueError("a --synopsis/-s state is empty; give each visual state as text, e.g. -s 'a red circle'")
+
+
+def given_synopsis(prompt: str | None, synopsis: list[str] | None, synopsis_file: Path | None,
+                   select: str | None, no_vsp: bool, style: str | None) -> dict[str, Any] | None:
+    """The states when they need no LLM (``-s``, a file, ``--no-vsp``), else None (VSP asks one later)."""
+    from vstar.synopsis import apply_style, load_synopsis_file
 
     if synopsis:
         return {"prompt": prompt, "states": apply_style(list(synopsis), style), "backend": "manual", "style": style}
@@ -124,13 +159,32 @@ def synopsis_source(prompt: str | None, synopsis: list[str] | None, synopsis_fil
         raise ValueError("give a prompt, e.g. vstar generate \"a landscape from winter to spring\", or --from F.json")
     if no_vsp:
         return {"prompt": prompt, "states": [prompt], "backend": "none"}
-    opts = {k: v for k, v in (("model", llm_model), ("base_url", llm_base_url)) if v is not None}
-    result = make_synopsis(prompt, backend=llm_backend, num_states=num_states, style=style, **opts)
+    return None
+
+
+def asked_synopsis(prompt: str, llm: dict[str, Any], num_states: int | None, style: str | None,
+                   quiet: bool) -> dict[str, Any]:
+    """Video Synopsis Prompting: the states an LLM (or the offline rules) proposes for ``prompt``."""
+    from vstar.synopsis import make_synopsis
+
+    result = make_synopsis(prompt, backend=llm.get("backend", "auto"), num_states=num_states, style=style,
+                           **{k: v for k, v in llm.items() if k != "backend"})
     if not quiet:
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)
         typer.echo(f"synopsis ({result.backend}): " + " | ".join(result.states), err=True)
     return result.to_dict()
+
+
+def silence_progress_bars() -> None:
+    """``--quiet``: no progress bars from the libraries either (weight loading, downloads)."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
 
 
 @app.command()
@@ -141,7 +195,7 @@ def generate(
     synopsis_file: Annotated[Path | None, typer.Option(help="States from a JSON/YAML/text file or the paper's prompt_list.json.")] = None,
     select: Annotated[str | None, typer.Option(help="Entry of a multi-entry --synopsis-file: index or prompt.")] = None,
     no_vsp: Annotated[bool, typer.Option("--no-vsp", help="Use the prompt for every frame (no synopsis).")] = False,
-    llm_backend: Annotated[str, typer.Option(help="Synopsis backend: auto, rules, openai, transformers.")] = "auto",
+    llm_backend: Annotated[str | None, typer.Option(help="Synopsis backend: auto (default), rules, openai, transformers.")] = None,
     llm_model: Annotated[str | None, typer.Option(help="LLM for the synopsis (server model name or Hub id).")] = None,
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for the synopsis.")] = None,
     states: Annotated[int | None, typer.Option(help="Ask the synopsis backend for this many states.")] = None,
@@ -169,62 +223,88 @@ def generate(
     from_sidecar: Annotated[Path | None, typer.Option("--from", help="Reproduce the video of a sidecar .json.")] = None,
     device: Annotated[str | None, typer.Option(help="cuda, mps, cpu (default: best available).")] = None,
     dtype: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 (default: fp16 on GPU, fp32 on CPU).")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    no_memory_check: Annotated[bool, typer.Option("--no-memory-check", help="Skip the memory estimate made before loading.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars, no notes.")] = False,
 ) -> None:
-    """Generate a video in one pass, with per-frame synopsis conditioning and TAR, plus a JSON sidecar."""
-    from vstar.backbones import DEFAULT_MODEL
-    from vstar.io import check_writable, output_kind, read_sidecar, sidecar_path, write_sidecar, write_video
-    from vstar.pipeline import VSTARPipeline
+    """Generate a video in one pass, with per-frame synopsis conditioning and TAR, plus a JSON sidecar.
 
-    recorded = read_sidecar(from_sidecar) if from_sidecar is not None else {}
-    model = model or recorded.get("model") or DEFAULT_MODEL
+    Every option, the output path and the memory estimate are checked before an LLM is asked or a model is
+    loaded; the output and its sidecar are claimed first, so a second run writing them fails at once.
+    """
+    from vstar.backbones import DEFAULT_MODEL
+    from vstar.devices import resolve_device, resolve_dtype
+    from vstar.io import check_writable, claim_outputs, output_kind, sidecar_path, write_sidecar, write_video
+    from vstar.pipeline import VSTARPipeline
+    from vstar.resources import check_memory
+    from vstar.sidecar import load_sidecar
+
+    if quiet:
+        silence_progress_bars()
+    recorded = load_sidecar(from_sidecar) if from_sidecar is not None else None
+    if recorded is not None and not quiet:
+        for note in recorded.notes():
+            typer.echo(f"note: {note}", err=True)
+    llm = {k: v for k, v in (("backend", llm_backend), ("model", llm_model), ("base_url", llm_base_url))
+           if v is not None}
+    check_synopsis_options(synopsis, synopsis_file, select, no_vsp,
+                           {f"--llm-{k.replace('_', '-')}": v for k, v in llm.items()}, states, style)
+    model = model or (recorded.model if recorded else None) or DEFAULT_MODEL
     spec = get_spec(model)
-    model_path = model_path or recorded.get("model_path")
+    model_path = model_path or (Path(recorded.model_path) if recorded and recorded.model_path else None)
     config = generation_config(
         {"num_frames": frames, "height": height, "width": width, "num_inference_steps": steps,
          "guidance_scale": guidance, "negative_prompt": negative_prompt, "interpolation": interpolation,
          "cond_fps": cond_fps, "fps": fps, "seed": seed},
         {"preset": tar, "off": no_tar, "max_mode": tar_max_mode, "strength": tar_strength,
          "step_fraction": tar_step_fraction},
-        recorded, model,
+        recorded.to_dict() if recorded else {}, model,
     )
     if config.seed is None:
         config = config.replace(seed=random.randrange(2**31))
-    upscale = upscale if upscale is not None else recorded.get("upscale", 1)
+    upscale = upscale if upscale is not None else (recorded.upscale if recorded else 1)
     if upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {upscale}")
     if out is not None:
         output_kind(out)
-        check_writable(out, overwrite)
-        check_writable(sidecar_path(out), overwrite)
 
-    if synopsis or synopsis_file or prompt is not None or not recorded:
-        source = synopsis_source(prompt, synopsis, synopsis_file, select, no_vsp, llm_backend, llm_model,
-                                 llm_base_url, states, style, quiet)
+    if synopsis or synopsis_file or no_vsp or prompt is not None or recorded is None:
+        source = given_synopsis(prompt, synopsis, synopsis_file, select, no_vsp, style)
     else:  # reproduce: the recorded states, without asking an LLM again
-        source = {"prompt": recorded.get("prompt"), "states": recorded.get("synopsis"),
-                  **recorded.get("synopsis_info", {"backend": recorded.get("synopsis_source")})}
-    prompt, chosen_states = source["prompt"], source["states"]
-    out = out or Path("outputs") / f"{_slug(prompt or chosen_states[0])}-{config.seed}.mp4"
+        source = {"prompt": recorded.prompt, "states": recorded.synopsis,
+                  **(recorded.synopsis_info or {"backend": recorded.synopsis_source})}
+    if source is not None and len(source["states"]) > spec.defaults.latent_frames(config.num_frames):
+        raise ValueError(f"{len(source['states'])} synopsis states do not fit on {config.num_frames} frames; "
+                         "use more --frames or fewer states")
+    name = prompt or (source["prompt"] if source else None) or (source["states"][0] if source else "video")
+    out = out or Path("outputs") / f"{_slug(name)}-{config.seed}.mp4"
+    kind = output_kind(out)
     sidecar = sidecar_path(out)
-    check_writable(out, overwrite)
-    check_writable(sidecar, overwrite)
+    check_writable(out, overwrite, "frames" if kind == "png" else "video")
+    check_writable(sidecar, overwrite, "sidecar")
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype or (recorded.dtype if recorded else None), torch_device)
+    if not no_memory_check:
+        check_memory(spec.defaults, model, config.num_frames, config.height, config.width,
+                     batch=2 if config.uses_guidance else 1, dtype=torch_dtype, device=torch_device, upscale=upscale)
 
-    pipe = VSTARPipeline.from_pretrained(model, model_path=model_path, device=device,
-                                         dtype=dtype or recorded.get("dtype"))
-    if not quiet:
-        origin = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
-        typer.echo(f"model {model} ({origin}) on {pipe.device}, seed {config.seed}", err=True)
-    result = pipe(prompt, chosen_states, config=config, progress=not quiet)
-    write_video(result.frames[0], out, fps=config.fps, overwrite=overwrite, upscale=upscale)
-    metadata = {
-        "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
-        "synopsis_source": source["backend"],
-        "synopsis_info": {k: v for k, v in source.items() if k not in ("prompt", "states")},
-        "keyframes": result.keyframes, "model": model, "model_path": str(model_path) if model_path else None,
-        "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
-        "upscale": upscale, "settings": result.config.to_dict(), "output": out.name,
-        "command": " ".join(["vstar", *sys.argv[1:]]) if sys.argv else "vstar generate",
-    }
-    write_sidecar(metadata, sidecar, overwrite=overwrite)
+    with claim_outputs(out, sidecar):
+        if source is None:
+            source = asked_synopsis(prompt or "", llm, states, style, quiet)
+        prompt, chosen_states = source["prompt"], source["states"]
+        pipe = VSTARPipeline.from_pretrained(model, model_path=model_path, device=torch_device, dtype=torch_dtype)
+        if not quiet:
+            origin = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
+            typer.echo(f"model {model} ({origin}) on {pipe.device}, seed {config.seed}", err=True)
+        result = pipe(prompt, chosen_states, config=config, progress=not quiet, check_memory=False)
+        write_video(result.frames[0], out, fps=config.fps, overwrite=overwrite, upscale=upscale)
+        metadata = {
+            "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
+            "synopsis_source": source["backend"],
+            "synopsis_info": {k: v for k, v in source.items() if k not in ("prompt", "states")},
+            "keyframes": result.keyframes, "model": model, "model_path": str(model_path) if model_path else None,
+            "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
+            "upscale": upscale, "settings": result.config.to_dict(), "output": out.name,
+            "command": shlex.join(["vstar", *sys.argv[1:]]) if sys.argv else "vstar generate",
+        }
+        write_sidecar(metadata, sidecar, overwrite=overwrite)
     typer.echo(f"wrote {out} ({len(result.frames[0])} frames) and {sidecar}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import imageio.v3 as iio
 import numpy as np
@@ -37,14 +38,111 @@ def output_kind(path: Path) -> str:
     raise ValueError(f"unsupported output {path}; use a .mp4 or .gif file, or a folder name for PNG frames")
 
 
-def check_writable(path: Path, overwrite: bool) -> None:
-    """Fail before any work when ``path`` exists (without ``overwrite``) or its folder cannot be written."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another path")
+FRAMES_MARKER = ".vstar-frames"  # inside every PNG folder vstar writes; --overwrite replaces only such folders
+FRAME_NAME = re.compile(r"^frame_\d{5}\.png$")
+OutputKind = Literal["video", "frames", "sidecar"]
+
+
+def name_limit(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` accepts (255 where it cannot tell)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def written_by_vstar(path: Path, kind: OutputKind) -> bool:
+    """Whether ``path`` is an output vstar wrote: a frames folder with the marker and only frames in it, or a
+    sidecar holding a ``vstar_version``. Video files are replaced when named with ``--overwrite``."""
+    if kind == "frames":
+        if not (path.is_dir() and (path / FRAMES_MARKER).is_file()):
+            return False
+        return all(entry.name == FRAMES_MARKER or FRAME_NAME.match(entry.name) for entry in path.iterdir())
+    if kind == "sidecar":
+        try:
+            return "vstar_version" in json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            return False
+    return path.is_file()
+
+
+def check_writable(path: Path, overwrite: bool, kind: OutputKind = "video") -> None:
+    """Fail before any work when vstar may not write ``path``: it exists (without ``overwrite``) or vstar did
+    not write it, it is a symbolic link or the wrong kind of thing, its name is too long, or its folder cannot
+    be written. ``kind``: a video file, a folder of PNG frames, or a JSON sidecar."""
     parent = path.parent if str(path.parent) else Path(".")
     existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write to {parent}: {existing} is not a writable folder")
+    limit = name_limit(existing)
+    if len(path.name.encode()) + 16 > limit:  # room for the hidden temporary name beside it
+        raise ValueError(f"the output name {path.name[:40]}... is {len(path.name.encode())} bytes; this file system "
+                         f"allows {limit} (vstar needs 16 of them for its temporary file): choose a shorter name")
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link; vstar does not write through links: give the real path")
+    if not path.exists():
+        return
+    if kind == "frames" and not path.is_dir():
+        raise FileExistsError(f"{path} is a file, not a folder of PNG frames; choose another --out")
+    if kind != "frames" and path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name (e.g. {path.name}.mp4) or another --out")
+    if not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another path")
+    if not written_by_vstar(path, kind):
+        what = (f"holds files vstar did not write (no {FRAMES_MARKER} marker, or more than frame_*.png)"
+                if kind == "frames" else "is not a vstar sidecar (no vstar_version)")
+        raise FileExistsError(f"{path} {what}; --overwrite only replaces vstar's own outputs: choose another "
+                              "--out or move it away yourself")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def lock_path(path: Path) -> Path:
+    """The claim file of an output: ``.NAME.vstar-lock`` beside it."""
+    return path.with_name(f".{path.name}.vstar-lock")
+
+
+@contextmanager
+def claim_outputs(*paths: Path) -> Iterator[None]:
+    """Claim outputs before the work starts, so a second run writing them fails at once instead of at the end.
+
+    Each claim is a lock file created exclusively beside the output, holding the process id; a claim whose
+    process has ended is taken over. Claims are removed when the block ends (also on Ctrl-C and SIGTERM).
+    """
+    taken: list[Path] = []
+    try:
+        for path in paths:
+            lock = lock_path(path)
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(2):
+                try:
+                    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    try:
+                        pid = int(lock.read_text().strip() or 0)
+                    except (OSError, ValueError):
+                        pid = 0
+                    if pid and _pid_alive(pid):
+                        raise FileExistsError(f"another vstar run (process {pid}) is writing {path}; wait for it "
+                                              "or choose another --out") from None
+                    lock.unlink(missing_ok=True)  # a stale claim of a run that has ended
+                    continue
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(str(os.getpid()))
+                taken.append(lock)
+                break
+        yield
+    finally:
+        for lock in taken:
+            lock.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -54,24 +152,28 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: Path, overwrite: bool, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
-    check_writable(path, overwrite)
+def atomic_path(path: Path, overwrite: bool, kind: OutputKind = "video") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on any error or signal that
+    raises (Ctrl-C, SIGTERM with :func:`vstar.cli.main`) it is removed. A frames folder gets the marker."""
+    check_writable(path, overwrite, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+    tmp: Path | None = None
     try:
+        if kind == "frames":
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+            (tmp / FRAMES_MARKER).write_text("frames written by vstar; --overwrite may replace this folder\n")
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+            tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
         yield tmp
-        if is_dir and path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if kind == "frames" and path.exists():
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
 
 
@@ -88,7 +190,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, overwrite: b
         raise ValueError(f"upscale must be >= 1, got {upscale}")
     data = to_uint8(frames).repeat(upscale, axis=1).repeat(upscale, axis=2)
     kind = output_kind(path)
-    with atomic_path(path, overwrite, is_dir=kind == "png") as tmp:
+    with atomic_path(path, overwrite, "frames" if kind == "png" else "video") as tmp:
         if kind == "png":
             for i, frame in enumerate(data):
                 iio.imwrite(tmp / f"frame_{i:05d}.png", frame)
@@ -132,8 +234,8 @@ def sidecar_path(video_path: str | Path) -> Path:
 def write_sidecar(metadata: dict[str, Any], path: str | Path, overwrite: bool = False) -> Path:
     """Write ``metadata`` as indented JSON, atomically."""
     path = Path(path)
-    with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    with atomic_path(path, overwrite, "sidecar") as tmp:
+        tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 

@@ -15,6 +15,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from vstar.backbones import Backbone, load_backbone
 from vstar.conditioning import InterpolationMode, cfg_context, interpolate_embeddings, keyframe_indices
 from vstar.config import GenerationConfig
+from vstar.resources import check_memory as memory_check
 from vstar.sampling import classifier_free_guidance, sample
 from vstar.tar import TARConfig, apply_tar, remove_tar
 
@@ -50,6 +51,8 @@ def _states_from(prompt: str | None, synopsis: Sequence[str] | Any | None) -> li
             raise ValueError("synopsis must be a non-empty list of non-empty state prompts, e.g. "
                              "['a landscape in winter', 'a landscape in spring']")
         return [s.strip() for s in states]
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValueError(f"prompt must be text, got {type(prompt).__name__}; pass the states as synopsis=[...]")
     if prompt is None or not prompt.strip():
         raise ValueError("prompt is empty; describe the video, e.g. 'a landscape from winter to spring'")
     return [prompt.strip()]
@@ -116,6 +119,7 @@ class VSTARPipeline:
         decode_chunk_size: int = 4,
         progress: bool = True,
         callback_on_step_end: StepCallback | None = None,
+        check_memory: bool = True,
     ) -> VSTAROutput:
         """Generate ``num_videos`` videos of ``num_frames`` frames in one pass.
 
@@ -134,6 +138,8 @@ class VSTARPipeline:
                 when set.
             latents: initial noise ``(num_videos, C, L, h, w)`` instead of drawing it.
             callback_on_step_end: ``fn(pipeline, step, t, {"latents": ...})``; may return new latents.
+            check_memory: refuse sizes whose memory estimate exceeds free memory (:mod:`vstar.resources`)
+                before any work; False tries anyway.
             Missing sizes and sampler settings come from the registry's defaults of the backbone.
         """
         backbone = self.backbone
@@ -152,6 +158,10 @@ class VSTARPipeline:
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; choose np, pt or latent")
         self.check_config(config)
+        if check_memory:
+            memory_check(backbone.defaults, backbone.name, config.num_frames, config.height, config.width,
+                         batch=num_videos * (2 if config.uses_guidance else 1), dtype=backbone.dtype,
+                         device=self.device)
         num_latent_frames = backbone.latent_frames(config.num_frames)
         if len(states) > num_latent_frames:
             raise ValueError(f"{len(states)} synopsis states do not fit on {config.num_frames} frames; "

@@ -33,6 +33,9 @@ class BackboneDefaults:
     take one (VideoCrafter2: 28), None for the others. ``size_multiple``: height and width must be multiples
     of it (VAE factor x denoiser downsampling). ``temporal_compression`` k: latent frame l > 0 decodes to k
     output frames, latent frame 0 to one, so valid frame counts are ``k*n + 1`` (every count when k = 1).
+    ``parameters`` and ``activation_bytes`` feed the memory estimate made before any work
+    (:mod:`vstar.resources`): the weight count, and the peak activation memory of one denoiser call per
+    output pixel of one frame of one batch item at float32 (0 = unknown, no estimate).
     """
 
     height: int
@@ -46,6 +49,8 @@ class BackboneDefaults:
     eta: float = 0.0  # DDIM eta
     size_multiple: int = 64
     temporal_compression: int = 1
+    parameters: int = 0
+    activation_bytes: float = 0.0
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for ``num_frames`` output frames (equal without temporal compression)."""

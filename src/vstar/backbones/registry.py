@@ -36,6 +36,12 @@ class BackboneSpec:
 
 
 VIDEOCRAFTER2_PLAYBACK_FPS = 10  # the authors' inference script writes at 10 fps; 28 is the conditioning
+# Peak activation bytes per output pixel, frame and batch item of one float32 denoiser call (the memory
+# estimate, vstar.resources). Measured (peak RSS slope over frames, benchmarks/memory_per_pixel.py): tiny
+# models 69-113, toy-shapes ~800 (VAE factor 4); full-size UNets estimated from tiny-modelscope's figure
+# scaled by width (320 vs 32 base channels).
+TINY_ACTIVATION = 120.0
+FULL_SIZE_ACTIVATION = 1150.0
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
@@ -45,52 +51,59 @@ BACKBONES: dict[str, BackboneSpec] = {
             "VideoCrafter2 (the paper's base model; fps-conditioned UNet, rescaled DDIM, eta 1)",
             "vstar.backbones.videocrafter2:load_videocrafter2",
             BackboneDefaults(height=320, width=512, guidance_scale=12.0, fps=VIDEOCRAFTER2_PLAYBACK_FPS, cond_fps=28,
-                             eta=1.0),
+                             eta=1.0, parameters=1_850_000_000, activation_bytes=FULL_SIZE_ACTIVATION),
             model_ids=("VideoCrafter/VideoCrafter2",),
         ),
         BackboneSpec(
             "modelscope", "modelscope", "ModelScope text-to-video 1.7B (UNet3D, no frame positions)",
             "vstar.backbones.modelscope:load_modelscope",
-            BackboneDefaults(height=256, width=256, guidance_scale=9.0, fps=8),
+            BackboneDefaults(height=256, width=256, guidance_scale=9.0, fps=8, parameters=1_830_000_000,
+                             activation_bytes=FULL_SIZE_ACTIVATION),
             model_ids=("ali-vilab/text-to-video-ms-1.7b",),
         ),
         BackboneSpec(
             "zeroscope", "modelscope", "zeroscope v2 576w, a ModelScope fine-tune at 320x576",
             "vstar.backbones.modelscope:load_modelscope",
-            BackboneDefaults(height=320, width=576, num_frames=24, guidance_scale=9.0, fps=8),
+            BackboneDefaults(height=320, width=576, num_frames=24, guidance_scale=9.0, fps=8,
+                             parameters=1_830_000_000, activation_bytes=FULL_SIZE_ACTIVATION),
             model_ids=("cerspense/zeroscope_v2_576w",),
         ),
         BackboneSpec(
             "animatediff", "animatediff",
             "AnimateDiff motion adapter v1-5-2 on Stable Diffusion 1.5 (sinusoidal frame positions, <= 32 frames)",
             "vstar.backbones.animatediff:load_animatediff",
-            BackboneDefaults(height=512, width=512, guidance_scale=7.5, fps=8, max_frames=32),
+            BackboneDefaults(height=512, width=512, guidance_scale=7.5, fps=8, max_frames=32,
+                             parameters=1_520_000_000, activation_bytes=FULL_SIZE_ACTIVATION),
             model_ids=("stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-2"),
         ),
         BackboneSpec(
             "toy-shapes", "modelscope",
             "embedded 32x32 model trained by vstar on procedural shape clips (offline demo and measurements)",
             "vstar.toy.model:load_toy",
-            BackboneDefaults(height=32, width=32, num_inference_steps=25, guidance_scale=5.0, fps=8, size_multiple=16),
+            BackboneDefaults(height=32, width=32, num_inference_steps=25, guidance_scale=5.0, fps=8, size_multiple=16,
+                             parameters=27_000_000, activation_bytes=800),
             tiny=True,
         ),
         BackboneSpec(
             "tiny-modelscope", "modelscope", "tiny random-weight ModelScope-style model built in code (tests, demo)",
             "vstar.backbones.modelscope:tiny_modelscope",
-            BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=9.0, fps=8),
+            BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=9.0, fps=8,
+                             parameters=3_000_000, activation_bytes=TINY_ACTIVATION),
             tiny=True, seeded=True,
         ),
         BackboneSpec(
             "tiny-animatediff", "animatediff", "tiny random-weight AnimateDiff-style model built in code (tests)",
             "vstar.backbones.animatediff:tiny_animatediff",
-            BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=7.5, fps=8, max_frames=32),
+            BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=7.5, fps=8, max_frames=32,
+                             parameters=3_000_000, activation_bytes=TINY_ACTIVATION),
             tiny=True, seeded=True,
         ),
         BackboneSpec(
             "tiny-videocrafter2", "videocrafter2", "tiny random-weight VideoCrafter2-style model built in code (tests)",
             "vstar.backbones.videocrafter2:tiny_videocrafter2",
             BackboneDefaults(height=64, width=64, num_frames=8, num_inference_steps=4, guidance_scale=12.0,
-                             fps=VIDEOCRAFTER2_PLAYBACK_FPS, cond_fps=28, eta=1.0),
+                             fps=VIDEOCRAFTER2_PLAYBACK_FPS, cond_fps=28, eta=1.0, parameters=6_000_000,
+                             activation_bytes=TINY_ACTIVATION),
             tiny=True, seeded=True,
         ),
     )

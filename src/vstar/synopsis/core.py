@@ -8,7 +8,7 @@ from typing import Any
 
 from .backends import SynopsisBackend, get_backend
 from .cache import SynopsisCache
-from .errors import ParseError, SynopsisInputError
+from .errors import BackendError, ParseError, SynopsisInputError
 from .files import read_synopsis_file
 from .parsing import check_bounds, extract_states, fit_states, thin
 from .template import INSTRUCTION_VERSION
@@ -64,6 +64,7 @@ def make_synopsis(
 
     ``backend``: ``"auto"`` (manual if states are given, openai if an LLM is configured, else rules),
     ``"openai"``, ``"transformers"``, ``"rules"``, ``"manual"``, or a :class:`SynopsisBackend` instance;
+    ``auto`` falls back to the offline rules, with a note, when the configured LLM cannot be used;
     ``opts`` go to the backend (``model``, ``base_url``, ``api_key``, ``timeout``, ``states``, ``file``,
     ``select``...). ``num_states`` asks for exactly that many states; LLM answers are fitted to
     ``min_states..max_states`` (too many are thinned evenly, too few raise :class:`ParseError`). Manual states
@@ -78,6 +79,7 @@ def make_synopsis(
     if style is not None and not isinstance(style, str):
         raise SynopsisInputError(f"style must be a string, got {type(style).__name__}")
     engine = get_backend(backend, **opts)
+    automatic = isinstance(backend, str) and backend.strip().lower() == "auto"
     if not prompt and not (engine.name == "manual" and opts.get("file") is not None):
         raise SynopsisInputError("the prompt is empty; describe the video, e.g. 'a landscape from winter to spring'")
 
@@ -92,9 +94,20 @@ def make_synopsis(
         key = store.key(fields)
         record = store.get(key)
         if record is not None:
-            raw, cached = record["raw"], True
+            try:  # an entry that no longer parses is a miss: asked again and overwritten
+                _states_from_answer(record["raw"], num_states, min_states, max_states, [])
+                raw, cached = record["raw"], True
+            except ParseError:
+                pass
     if raw is None:
-        proposal = engine.propose(prompt, num_states=num_states, max_states=max_states)
+        try:
+            proposal = engine.propose(prompt, num_states=num_states, max_states=max_states)
+        except BackendError as err:
+            if not automatic or engine.name == "rules":
+                raise
+            notes.append(f"the LLM could not be used ({err}); used the offline rules instead")
+            engine, store = get_backend("rules"), None
+            proposal = engine.propose(prompt, num_states=num_states, max_states=max_states)
         notes.extend(proposal.notes)
         prompt = prompt or proposal.prompt or ""
         if proposal.states is not None:

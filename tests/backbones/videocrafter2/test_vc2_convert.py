@@ -123,5 +123,33 @@ def test_lightning_ckpt_state_dict_is_unwrapped(tmp_path):
 
 def test_ckpt_with_arbitrary_objects_is_refused(tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": ConversionError("x")}, tmp_path / "model.ckpt")
-    with pytest.raises(ConversionError, match="weights_only=False"):
+    with pytest.raises(ConversionError, match="never runs code") as err:
         load_original_state_dict(tmp_path / "model.ckpt")
+    assert "weights_only=False" not in str(err.value)  # never suggest unpickling an untrusted file
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "is empty"),
+    (bytes(range(256)) * 20, "not a PyTorch checkpoint"),
+    ("truncated", "not a readable checkpoint"),
+    ("list", "not a state dict of tensors"),
+])
+def test_broken_checkpoint_files_get_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "model.ckpt"
+    if content == "truncated":
+        torch.save({"state_dict": {"w": torch.ones(4096)}}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif content == "list":
+        torch.save([torch.ones(2)], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConversionError, match=message) as err:
+        load_original_state_dict(path)
+    assert "\n" not in str(err.value) and "weights_only=False" not in str(err.value)
+
+
+def test_broken_safetensors_file_gets_one_line_error(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ConversionError, match="not a readable checkpoint"):
+        load_original_state_dict(path)

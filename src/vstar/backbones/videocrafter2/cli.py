@@ -25,6 +25,8 @@ def convert_command(
         raise typer.BadParameter(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not ckpt.is_file():
         raise typer.BadParameter(f"no checkpoint file at {ckpt}", param_hint="CKPT")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(f"{out_dir} is a file; give a folder", param_hint="OUT_DIR")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise typer.BadParameter(f"{out_dir} is not empty; pass --overwrite to write into it", param_hint="OUT_DIR")
     try:
@@ -32,6 +34,9 @@ def convert_command(
     except ConversionError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
+    except OSError as err:
+        typer.secho(f"error: cannot write {out_dir}: {err.strerror or err}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
     sizes = {name: sum(p.numel() for p in getattr(components, name).parameters())
              for name in ("unet", "vae", "text_encoder")}
     typer.echo(f"wrote {out_dir} (" + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in sizes.items()) + " parameters)")

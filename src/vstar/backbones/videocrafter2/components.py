@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +52,27 @@ class VideoCrafter2Components:
     scheduler: VideoCrafter2DDIMScheduler
 
     def save_pretrained(self, out_dir: str | Path) -> None:
-        """Write a diffusers-style folder: ``unet/ vae/ text_encoder/ tokenizer/ scheduler/ model_index.json``."""
+        """Write a diffusers-style folder: ``unet/ vae/ text_encoder/ tokenizer/ scheduler/ model_index.json``.
+
+        Everything is written into a hidden folder beside ``out_dir`` first and then moved in, so a failed or
+        interrupted write leaves ``out_dir`` as it was (its other entries are kept).
+        """
         out = Path(out_dir)
-        for name in MODEL_INDEX:
-            getattr(self, name).save_pretrained(out / name)
-        (out / "model_index.json").write_text(json.dumps(
-            {"_class_name": "VideoCrafter2Backbone", **MODEL_INDEX}, indent=2) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            for name in MODEL_INDEX:
+                getattr(self, name).save_pretrained(tmp / name)
+            (tmp / "model_index.json").write_text(json.dumps(
+                {"_class_name": "VideoCrafter2Backbone", **MODEL_INDEX}, indent=2) + "\n")
+            out.mkdir(exist_ok=True)
+            for entry in tmp.iterdir():
+                target = out / entry.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(entry, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def empty_models(unet_config: Mapping[str, Any] | None = None, vae_config: Mapping[str, Any] | None = None,

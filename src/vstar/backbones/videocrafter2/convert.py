@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint, convert_open_clip_checkpoint
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
@@ -280,23 +281,36 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of an original ``.ckpt`` (Lightning, ``state_dict`` inside) or ``.safetensors`` file.
 
     ``.ckpt`` files are read with ``weights_only=True`` (no code from the file runs), memory-mapped when the
-    file format allows it.
+    file format allows it. Empty, truncated, foreign and non-tensor files raise :class:`ConversionError`.
     """
     path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_file(path)
+    again = "download model.ckpt again (VideoCrafter/VideoCrafter2 on the Hugging Face Hub)"
+    if path.stat().st_size == 0:
+        raise ConversionError(f"{path} is empty; {again}")
     try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            checkpoint: Any = load_file(path)
+        else:
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ConversionError(
-            f"{path} holds Python objects besides tensors, which weights_only loading refuses ({err}). If you "
-            "trust the file, pass torch.load(path, weights_only=False)['state_dict'] to "
-            "convert_videocrafter2_checkpoint instead"
-        ) from None
-    return checkpoint.get("state_dict", checkpoint)
+        if "Unsupported global" in str(err):
+            raise ConversionError(
+                f"{path} holds Python objects besides tensors; vstar never runs code from a checkpoint file. Use "
+                f"the official checkpoint: {again}"
+            ) from None
+        raise ConversionError(f"{path} is not a PyTorch checkpoint (it does not unpickle as one); {again}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, SafetensorError) as err:
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise ConversionError(f"{path} is not a readable checkpoint ({reason}); it may be truncated or another "
+                              f"kind of file: {again}") from None
+    state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ConversionError(f"{path} holds a {type(state_dict).__name__} but not a state dict of tensors; is it "
+                              "a VideoCrafter2 checkpoint?")
+    return state_dict
 
 
 def convert_videocrafter2_checkpoint(

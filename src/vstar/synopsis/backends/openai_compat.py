@@ -8,6 +8,7 @@ errors, logs, reprs, the cache or sidecars).
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -59,9 +60,11 @@ class OpenAIBackend(LLMBackend):
         parts = urllib.parse.urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SynopsisInputError(
-                f"base_url must be an http(s) URL such as http://localhost:11434/v1, got {self.base_url!r}"
+                f"base_url must be an http(s) URL such as http://localhost:11434/v1, got {mask_url(self.base_url)!r}"
             )
-        self.url = self.base_url if self.base_url.endswith("/chat/completions") else f"{self.base_url}/chat/completions"
+        endpoint = self.base_url if self.base_url.endswith("/chat/completions") else f"{self.base_url}/chat/completions"
+        self._endpoint, self._basic_auth = _split_credentials(endpoint)
+        self.url = mask_url(endpoint)  # what messages show: credentials in the URL are masked
         self._api_key = api_key or os.environ.get("VSTAR_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
         if self._api_key is None and parts.hostname == "api.openai.com":
             raise SynopsisInputError(
@@ -85,7 +88,7 @@ class OpenAIBackend(LLMBackend):
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(model={self._model!r}, base_url={self.base_url!r})"
+        return f"OpenAIBackend(model={self._model!r}, base_url={mask_url(self.base_url)!r})"
 
     @property
     def model(self) -> str:
@@ -121,7 +124,9 @@ class OpenAIBackend(LLMBackend):
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "vstar-synopsis"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        elif self._basic_auth:
+            headers["Authorization"] = f"Basic {self._basic_auth}"
+        request = urllib.request.Request(self._endpoint, data=body, headers=headers, method="POST")
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 return response.status, response.headers, response.read()
@@ -208,7 +213,35 @@ class OpenAIBackend(LLMBackend):
         return self._scrub(text[:limit] + ("..." if len(text) > limit else ""))
 
     def _scrub(self, text: str) -> str:
+        """``text`` without the API key or the URL's credentials."""
+        text = text.replace(self.base_url, mask_url(self.base_url))
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+SECRET_QUERY_KEYS = ("key", "token", "secret", "password", "sig", "auth")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the user info and secret-looking query values replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+        query = urllib.parse.urlencode(
+            [(k, "***" if any(word in k.lower() for word in SECRET_QUERY_KEYS) else v)
+             for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    except ValueError:
+        return "<an unreadable URL>"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """``(url without user info, base64 'user:password' for HTTP basic auth or None)``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    credentials = base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode()
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), credentials
 
 
 def _error_message(error: Any) -> str:
