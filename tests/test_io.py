@@ -2,11 +2,25 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from vstar.io import FRAMES_MARKER, read_sidecar, read_video, sidecar_path, to_uint8, write_sidecar, write_video
+import vstar.io as io
+from vstar.io import (
+    FRAMES_MARKER,
+    claim_outputs,
+    lock_path,
+    read_sidecar,
+    read_video,
+    sidecar_path,
+    to_uint8,
+    write_sidecar,
+    write_video,
+)
 
 
 @pytest.fixture
@@ -110,3 +124,112 @@ def test_written_files_get_the_usual_permissions(tmp_path, frames):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_overwrite_replaces_only_vstars_own_frames_folder(tmp_path, frames):
+    out = tmp_path / "frames"
+    write_video(frames[:2], out)
+    write_video(frames[:3], out, overwrite=True)  # our own folder: replaced
+    assert len(list(out.glob("frame_*.png"))) == 3
+    (out / "notes.txt").write_text("mine")  # the user put a file in it: no longer only ours
+    with pytest.raises(FileExistsError, match="did not write"):
+        write_video(frames[:2], out, overwrite=True)
+    mywork = tmp_path / "mywork"
+    mywork.mkdir()
+    (mywork / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="only replaces vstar's own outputs"):
+        write_video(frames[:2], mywork, overwrite=True)
+    assert (mywork / "thesis.tex").read_text() == "years of work" and (out / "notes.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "mywork"]
+
+
+def test_overwrite_replaces_only_a_vstar_sidecar(tmp_path):
+    theirs = tmp_path / "clip.json"
+    theirs.write_text('{"their": "data"}')
+    with pytest.raises(FileExistsError, match="not a vstar sidecar"):
+        write_sidecar({"vstar_version": "0.2.0"}, theirs, overwrite=True)
+    theirs.write_text('{"vstar_version": "0.2.0"}')
+    write_sidecar({"vstar_version": "0.2.0", "x": 1}, theirs, overwrite=True)
+    assert read_sidecar(theirs)["x"] == 1
+
+
+@pytest.mark.parametrize("case,message", [
+    ("symlink", "symbolic link"),
+    ("long", "shorter name"),
+    ("folder-for-file", "is a folder"),
+    ("file-for-folder", "not a folder of PNG frames"),
+])
+def test_unusable_output_paths_fail_before_writing(tmp_path, frames, case, message):
+    if case == "symlink":
+        (tmp_path / "target.mp4").write_bytes(b"keep")
+        path = tmp_path / "link.mp4"
+        path.symlink_to(tmp_path / "target.mp4")
+    elif case == "long":
+        path = tmp_path / ("x" * 250 + ".gif")
+    elif case == "folder-for-file":
+        path = tmp_path / "clip.gif"
+        path.mkdir()
+    else:
+        path = tmp_path / "frames"
+        path.write_bytes(b"keep")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises((ValueError, OSError), match=message):
+        write_video(frames, path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_full_disk_leaves_no_temporary_file(tmp_path, frames, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.iio, "imwrite", full)
+    with pytest.raises(OSError, match="No space"):
+        write_video(frames, tmp_path / "clip.gif")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_claims_stop_a_second_writer_and_stale_claims_are_taken_over(tmp_path):
+    out = tmp_path / "clip.mp4"
+    with claim_outputs(out, tmp_path / "clip.json"):
+        assert lock_path(out).read_text() == str(os.getpid())
+        with pytest.raises(FileExistsError, match=f"process {os.getpid()}"):
+            with claim_outputs(out):
+                pass
+        assert lock_path(out).exists()  # the failed claim did not remove the holder's lock
+    assert list(tmp_path.iterdir()) == []
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock_path(out).write_text(finished.stdout.strip())  # a claim whose process has ended
+    with claim_outputs(out):
+        assert lock_path(out).read_text() == str(os.getpid())
+    assert list(tmp_path.iterdir()) == []
+
+
+SLOW_WRITER = """
+import sys, time
+import numpy as np
+import vstar.io as io
+from vstar.cli import _terminate
+import signal
+signal.signal(signal.SIGTERM, _terminate)
+
+def slow(path, *args, **kwargs):
+    open(path, "wb").write(b"partial")
+    print("writing", flush=True)
+    time.sleep(30)
+
+io.iio.imwrite = slow
+with io.claim_outputs(io.Path(sys.argv[1])):
+    io.write_video(np.zeros((2, 8, 8, 3), np.uint8), sys.argv[1])
+"""
+
+
+def test_sigterm_mid_write_leaves_nothing(tmp_path):
+    out = tmp_path / "clip.mp4"
+    child = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(out)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    assert len(list(tmp_path.iterdir())) == 2  # the hidden temporary file and the claim
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=20) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

@@ -192,3 +192,32 @@ def test_package_never_imports_torch_and_transformers_only_lazily():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         assert "torch" not in _imports(tree, top_level_only=False), path
         assert "transformers" not in _imports(tree, top_level_only=True), path
+
+
+def test_a_cached_answer_that_no_longer_parses_is_a_miss_and_is_overwritten(tmp_path):
+    backend = Canned('["a", "b"]')
+    make_synopsis("p", backend=backend)
+    [entry] = (tmp_path / "cache" / "synopsis").glob("*.json")
+    record = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**record, "raw": "no states in here"}))  # e.g. written by an older parser
+    healed = make_synopsis("p", backend=backend)
+    assert not healed.cached and healed.states == ["a", "b"] and backend.calls == 2
+    assert json.loads(entry.read_text())["raw"] == '["a", "b"]'
+    assert make_synopsis("p", backend=backend).cached and backend.calls == 2
+
+
+def test_auto_falls_back_to_the_rules_with_a_note_when_the_llm_is_unreachable(monkeypatch):
+    monkeypatch.setenv("VSTAR_LLM_API_KEY", "sk-only-a-key")
+    monkeypatch.setenv("VSTAR_LLM_BASE_URL", "http://user:hunter2@127.0.0.1:9/v1")
+    synopsis = make_synopsis("a landscape from winter to spring", timeout=0.5)
+    assert synopsis.backend == "rules" and len(synopsis.states) >= 2
+    assert any("offline rules" in note and "cannot reach" in note for note in synopsis.notes)
+    assert not any("hunter2" in note or "sk-only-a-key" in note for note in synopsis.notes)
+
+
+def test_an_explicit_backend_does_not_fall_back():
+    from vstar.synopsis import BackendError
+
+    with pytest.raises(BackendError):
+        make_synopsis("a landscape from winter to spring", backend="openai", base_url="http://127.0.0.1:9/v1",
+                      model="m", timeout=0.5)

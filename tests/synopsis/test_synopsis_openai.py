@@ -254,3 +254,24 @@ def test_bad_options(kwargs, message):
 def test_openai_without_key_asks_for_one():
     with pytest.raises(SynopsisInputError, match="OPENAI_API_KEY"):
         OpenAIBackend()
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("http://user:hunter2@127.0.0.1:9/v1", "http://***@127.0.0.1:9/v1/chat/completions"),
+    ("http://127.0.0.1:9/v1?api_key=hunter2&x=1", "http://127.0.0.1:9/v1?api_key=***&x=1"),
+])
+def test_credentials_in_the_url_are_masked_in_errors_and_repr(url, shown):
+    engine = OpenAIBackend("m", base_url=url, timeout=0.5)
+    with pytest.raises(BackendError) as err:
+        engine.chat([{"role": "user", "content": "hi"}])
+    assert "hunter2" not in str(err.value) and "hunter2" not in repr(engine)
+    assert shown.split("?")[0] in str(err.value) + engine.url
+
+
+def test_url_credentials_become_basic_auth(chat_server):
+    chat_server.answer('["a", "b"]')
+    url = chat_server.base_url.replace("http://", "http://me:s%40cret@")
+    make_synopsis("p", backend=OpenAIBackend("m", base_url=url), cache=False)
+    import base64
+
+    assert chat_server.requests[0].headers["authorization"] == "Basic " + base64.b64encode(b"me:s@cret").decode()
