@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from vstar.analysis.recording import AttentionRecorder, record_temporal_attention
 from vstar.backbones import Backbone, load_backbone
 from vstar.conditioning import InterpolationMode, cfg_context, interpolate_embeddings, keyframe_indices
 from vstar.config import GenerationConfig
@@ -32,7 +34,9 @@ class VSTAROutput:
     states: the synopsis states used; keyframes: the output frame of each state (states sit on latent
     frames; with k-fold temporal compression latent frame l is reported as output frame k*l, the last of
     the frames it decodes to); settings: every resolved setting as plain data; config: the resolved
-    :class:`~vstar.config.GenerationConfig`.
+    :class:`~vstar.config.GenerationConfig`. attention: the temporal attention recorded during the
+    generation (``record_attention=True``; :class:`~vstar.analysis.AttentionRecorder`: ``maps``, ``levels``,
+    ``per_step``, ``by_level()``), else None.
     """
 
     frames: np.ndarray | torch.Tensor
@@ -40,6 +44,7 @@ class VSTAROutput:
     keyframes: list[int]
     settings: dict[str, Any] = field(default_factory=dict)
     config: GenerationConfig | None = None
+    attention: AttentionRecorder | None = None
 
 
 def _states_from(prompt: str | None, synopsis: Sequence[str] | Any | None) -> list[str]:
@@ -120,6 +125,7 @@ class VSTARPipeline:
         progress: bool = True,
         callback_on_step_end: StepCallback | None = None,
         check_memory: bool = True,
+        record_attention: bool | str = False,
     ) -> VSTAROutput:
         """Generate ``num_videos`` videos of ``num_frames`` frames in one pass.
 
@@ -140,6 +146,9 @@ class VSTARPipeline:
             callback_on_step_end: ``fn(pipeline, step, t, {"latents": ...})``; may return new latents.
             check_memory: refuse sizes whose memory estimate exceeds free memory (:mod:`vstar.resources`)
                 before any work; False tries anyway.
+            record_attention: record the temporal attention of every layer and step into ``out.attention``
+                (:func:`vstar.analysis.record_temporal_attention`); True records the prompt's branch under
+                guidance (``"cond"``), or name the branch: ``"cond"``, ``"uncond"``, ``"all"``.
             Missing sizes and sampler settings come from the registry's defaults of the backbone.
         """
         backbone = self.backbone
@@ -177,22 +186,29 @@ class VSTARPipeline:
         context = cfg_context(cond, uncond, num_videos)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
+        recorder = None
+        if record_attention:
+            branch = record_attention if isinstance(record_attention, str) else (
+                "cond" if config.uses_guidance else "all")
+            recorder = record_temporal_attention(backbone, branch=branch)
         latents = self.denoise(latents.to(self.device, torch.float32), context, config, generator, progress,
-                               callback_on_step_end)
+                               callback_on_step_end, recorder)
 
         keyframes = [backbone.output_frame(k) for k in keyframe_indices(len(states), num_latent_frames)]
         settings = config.to_dict() | {"num_videos": num_videos}
         if output_type == "latent":
-            return VSTAROutput(latents, states, keyframes, settings, config)
+            return VSTAROutput(latents, states, keyframes, settings, config, recorder)
         video = backbone.decode_latents(latents, chunk_size=decode_chunk_size).float().clamp(0, 1).cpu()
         frames = video.permute(0, 1, 3, 4, 2).numpy() if output_type == "np" else video
-        return VSTAROutput(frames, states, keyframes, settings, config)
+        return VSTAROutput(frames, states, keyframes, settings, config, recorder)
 
     def denoise(self, noise: torch.Tensor, context: torch.Tensor, config: GenerationConfig,
                 generator: torch.Generator | list[torch.Generator] | None, progress: bool = True,
-                callback_on_step_end: StepCallback | None = None) -> torch.Tensor:
+                callback_on_step_end: StepCallback | None = None,
+                recorder: AttentionRecorder | None = None) -> torch.Tensor:
         """The sampling loop over ``noise`` ``(B, C, L, h, w)`` with per-frame ``context`` (CFG order) and TAR
-        gated on the early steps; returns the final latents."""
+        gated on the early steps; returns the final latents. A ``recorder`` is installed after TAR (so it
+        sees TAR's band) and removed before it."""
         backbone, tar = self.backbone, config.tar
         tar_state = apply_tar(backbone, tar) if tar is not None else None
         active_steps = tar.active_steps(config.num_inference_steps) if tar is not None else 0
@@ -212,7 +228,7 @@ class VSTARPipeline:
 
         guided = classifier_free_guidance(model, config.guidance_scale) if config.uses_guidance else model
         try:
-            with backbone.per_frame_text(context):
+            with backbone.per_frame_text(context), recorder or contextlib.nullcontext():
                 return sample(guided, noise, backbone.scheduler_adapter(config.eta), config.num_inference_steps,
                               generator=generator, on_step_start=on_step_start, on_step_end=on_step_end,
                               progress=progress)

@@ -1,0 +1,178 @@
+"""Recording the temporal attention a model actually uses (paper section 3.3, figures 4 and 10).
+
+>>> with record_temporal_attention(pipe.backbone, levels=[0]) as rec:
+...     unet(latents, t, encoder_hidden_states=text)
+>>> rec.maps["down_blocks.0.temp_attentions.0.transformer_blocks.0.attn1"]   # (F, F), rows sum to 1
+
+Each recorded layer's processor is wrapped: before the wrapped processor runs, the wrapper recomputes the
+queries and keys in bounded chunks of sequences, asks which probabilities the wrapped processor attends with
+(stock softmax, TAR's band when TAR is installed, a replacement) and adds them up over heads and sequences.
+Only ``(F, F)`` sums are kept: one per layer and call, never per-pixel maps. The model's output is the
+wrapped processor's, unchanged. Install the recorder last (innermost ``with``, after TAR or a replacement):
+it wraps whatever processor it finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+from vstar.analysis.processors import (
+    attention_probabilities,
+    check_self_attention,
+    frames_in,
+    queries_and_keys,
+)
+from vstar.temporal_attention import TemporalAttentionLayer, temporal_attention_layers
+
+Branch = Literal["all", "cond", "uncond"]
+BRANCHES: tuple[str, ...] = ("all", "cond", "uncond")
+DEFAULT_CHUNK_BYTES = 4 * 2**20  # float32 probabilities of one chunk of sequences
+
+
+def chosen_layers(model: nn.Module, levels: Iterable[int] | None) -> list[TemporalAttentionLayer]:
+    """The temporal attention layers of ``model`` at ``levels`` (all when None); a clear error for a level
+    the model lacks."""
+    layers = temporal_attention_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no temporal self-attention to record or replace")
+    if levels is None:
+        return layers
+    wanted = set(levels)
+    available = sorted({layer.level for layer in layers})
+    missing = sorted(wanted - set(available))
+    if missing:
+        raise ValueError(f"levels {missing} have no temporal attention in {type(model).__name__}; it has levels "
+                         f"{available} (0 = highest resolution, -1 = init)")
+    return [layer for layer in layers if layer.level in wanted]
+
+
+class RecordingProcessor:
+    """Wraps a temporal attention processor; reports the probabilities it uses to ``recorder`` under ``name``."""
+
+    def __init__(self, inner: Any, recorder: AttentionRecorder, name: str):
+        self.inner = inner
+        self.recorder = recorder
+        self.name = name
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+        check_self_attention("attention recording", encoder_hidden_states, attention_mask)
+        with torch.no_grad():
+            self.recorder.add(self.name, self.summed_probabilities(attn, hidden_states, temb))
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+
+    def summed_probabilities(self, attn: Attention, hidden_states: torch.Tensor,
+                             temb: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+        """The float64 sum ``(F, F)`` of the probabilities over heads and the branch's sequences, and how
+        many ``(F, F)`` maps it adds up."""
+        sequences, _ = frames_in(attn, hidden_states, temb)  # (n, F, C)
+        sequences = self.recorder.branch_rows(sequences)
+        n, frames, _ = sequences.shape
+        per_sequence = 4 * attn.heads * frames * frames
+        step = max(1, self.recorder.max_chunk_bytes // per_sequence)
+        total = torch.zeros(frames, frames, dtype=torch.float64, device=sequences.device)
+        for chunk in sequences.split(step):
+            query, key = queries_and_keys(attn, chunk)
+            total += attention_probabilities(self.inner, query, key, attn.scale).sum(dim=(0, 1), dtype=torch.float64)
+        return total.cpu(), n * attn.heads
+
+
+class AttentionRecorder:
+    """Temporal attention maps recorded while the block runs; see :func:`record_temporal_attention`.
+
+    Attributes:
+        maps: layer name -> ``(F, F)`` float32 CPU tensor, the probabilities averaged over heads, over the
+            branch's ``batch*h*w`` sequences and over every recorded call; rows sum to 1.
+        levels: layer name -> resolution level (0 = highest resolution, -1 = init).
+        per_step: layer name -> one ``(F, F)`` map per call (one per denoising step in a generation).
+    """
+
+    def __init__(self, model: nn.Module, levels: Iterable[int] | None = None, branch: Branch = "all",
+                 max_chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+        if branch not in BRANCHES:
+            raise ValueError(f"unknown branch {branch!r}; choose all, cond or uncond (cond/uncond need a "
+                             "classifier-free-guidance batch, negative branch first)")
+        if max_chunk_bytes < 1:
+            raise ValueError(f"max_chunk_bytes must be positive, got {max_chunk_bytes}")
+        self.layers = chosen_layers(model, levels)
+        self.denoiser: nn.Module = getattr(model, "denoiser", model)
+        self.branch = branch
+        self.max_chunk_bytes = max_chunk_bytes
+        self.levels: dict[str, int] = {layer.name: layer.level for layer in self.layers}
+        self.per_step: dict[str, list[torch.Tensor]] = {}
+        self._sums: dict[str, tuple[torch.Tensor, int]] = {}
+        self._installed: list[tuple[TemporalAttentionLayer, Any]] = []
+        self._hook: Any = None
+        self._batch: int | None = None  # the denoiser's batch size in the current call
+
+    def branch_rows(self, sequences: torch.Tensor) -> torch.Tensor:
+        """The sequences ``(n, F, C)`` of the recorded branch (a CFG batch has the negative half first)."""
+        if self.branch == "all":
+            return sequences
+        batch = self._batch if self._batch is not None else sequences.shape[0]
+        if batch % 2:
+            raise ValueError(f"branch {self.branch!r} needs a classifier-free-guidance batch (an even batch, "
+                             f"negative half first), got a batch of {batch}; record branch='all'")
+        half = sequences.shape[0] // 2
+        return sequences[half:] if self.branch == "cond" else sequences[:half]
+
+    def add(self, name: str, summed: tuple[torch.Tensor, int]) -> None:
+        """Add one call's summed maps ``(F x F sum, count)`` of layer ``name``."""
+        total, count = summed
+        self.per_step.setdefault(name, []).append((total / count).float())
+        if name in self._sums and self._sums[name][0].shape != total.shape:
+            raise ValueError(f"layer {name} was recorded with {self._sums[name][0].shape[0]} and {total.shape[0]} "
+                             "frames; use one recorder per frame count")
+        old, old_count = self._sums.get(name, (0.0, 0))
+        self._sums[name] = (old + total, old_count + count)
+
+    @property
+    def maps(self) -> dict[str, torch.Tensor]:
+        return {name: (total / count).float() for name, (total, count) in self._sums.items()}
+
+    def by_level(self) -> dict[int, torch.Tensor]:
+        """level -> the mean ``(F, F)`` map of its recorded layers."""
+        grouped: dict[int, list[torch.Tensor]] = {}
+        for name, value in self.maps.items():
+            grouped.setdefault(self.levels[name], []).append(value)
+        return {level: torch.stack(values).mean(0) for level, values in sorted(grouped.items())}
+
+    def _see_batch(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        sample = args[0] if args else next(iter(kwargs.values()), None)
+        self._batch = sample.shape[0] if isinstance(sample, torch.Tensor) else None
+
+    def __enter__(self) -> AttentionRecorder:
+        if self._installed:
+            raise RuntimeError("this recorder is already installed; make a new one with record_temporal_attention")
+        self._hook = self.denoiser.register_forward_pre_hook(self._see_batch, with_kwargs=True)
+        for layer in self.layers:
+            inner = layer.processor
+            layer.set_processor(RecordingProcessor(inner, self, layer.name))
+            self._installed.append((layer, inner))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for layer, inner in reversed(self._installed):
+            layer.set_processor(inner)
+        self._installed = []
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = self._batch = None
+
+
+def record_temporal_attention(model: nn.Module, *, levels: Iterable[int] | None = None,
+                              branch: Branch = "all") -> AttentionRecorder:
+    """A context manager recording the temporal attention of ``model`` (a backbone or a video UNet).
+
+    ``levels``: resolution levels to record (all when None). ``branch``: ``"all"`` sequences of the batch, or
+    ``"cond"`` / ``"uncond"`` of a classifier-free-guidance batch (negative half first, as
+    :func:`vstar.conditioning.cfg_context` orders it). Yields an :class:`AttentionRecorder`; its ``maps`` are
+    ``(F, F)`` float32 CPU tensors whose rows sum to 1. The processors are restored when the block ends.
+    """
+    return AttentionRecorder(model, levels, branch)

@@ -1,0 +1,117 @@
+"""Replacing temporal attention maps (paper figure 5): every frame attends only to itself, or to all equally.
+
+``"identity"`` uses ``A = I_F`` (each output frame is its own value), ``"uniform"`` uses ``A = J_F / F``
+(each output frame is the mean value over frames). The paper reports that identity makes videos more
+dynamic and uniform more static, the more so at high resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+from vstar.analysis.processors import check_self_attention, frames_in
+from vstar.analysis.recording import chosen_layers
+from vstar.temporal_attention import TemporalAttentionLayer
+
+ReplacementMode = Literal["identity", "uniform"]
+REPLACEMENT_MODES: tuple[str, ...] = ("identity", "uniform")
+
+
+def check_mode(mode: str) -> None:
+    if mode not in REPLACEMENT_MODES:
+        raise ValueError(f"unknown attention replacement {mode!r}; choose identity (each frame attends to "
+                         "itself) or uniform (each frame attends to all frames equally)")
+
+
+class ReplacementProcessor:
+    """Temporal self-attention with a fixed map: ``I_F`` (``"identity"``) or ``J_F / F`` (``"uniform"``).
+
+    ``fallback`` is the processor it replaced (restored on removal).
+    """
+
+    def __init__(self, mode: ReplacementMode, fallback: Any = None):
+        check_mode(mode)
+        self.mode = mode
+        self.fallback = fallback
+
+    def attention_probabilities(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
+        """The fixed map broadcast to ``(n, heads, F, F)`` float32 (a view, no per-sequence memory)."""
+        frames = query.shape[-2]
+        if self.mode == "identity":
+            fixed = torch.eye(frames, dtype=torch.float32, device=query.device)
+        else:
+            fixed = torch.full((frames, frames), 1 / frames, dtype=torch.float32, device=query.device)
+        return fixed.expand(*query.shape[:-2], frames, frames)
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+        check_self_attention("attention replacement", encoder_hidden_states, attention_mask)
+        sequences, finish = frames_in(attn, hidden_states, temb)
+        value = attn.to_v(sequences)  # (n, F, heads*d): I_F @ V is V, J_F/F @ V the mean over frames
+        if self.mode == "uniform":
+            value = value.mean(dim=1, keepdim=True).expand_as(value)
+        return finish(value)
+
+
+class AttentionReplacement:
+    """Installed replacement processors; :meth:`remove` (or leaving the ``with`` block) restores the old ones."""
+
+    def __init__(self, installed: list[tuple[TemporalAttentionLayer, Any]], mode: ReplacementMode):
+        self.installed = installed
+        self.mode = mode
+
+    @property
+    def layers(self) -> list[str]:
+        return [layer.name for layer, _ in self.installed]
+
+    def remove(self) -> None:
+        for layer, old in reversed(self.installed):
+            layer.set_processor(old)
+        self.installed = []
+
+    def __enter__(self) -> AttentionReplacement:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+def replace_temporal_attention(model: nn.Module, mode: ReplacementMode,
+                               levels: Iterable[int] | None = None) -> AttentionReplacement:
+    """Replace the temporal attention maps of ``model`` (a backbone or a video UNet) at ``levels`` (all when
+    None; 0 = highest resolution, -1 = init) by ``I_F`` (``"identity"``) or ``J_F / F`` (``"uniform"``).
+
+    Installs at once and returns an :class:`AttentionReplacement`: call ``.remove()`` or use it in a ``with``
+    block. Install it before TAR's or a recorder's processors when combining them (a recorder sees it).
+    """
+    check_mode(mode)
+    installed = []
+    for layer in chosen_layers(model, levels):
+        old = layer.processor
+        layer.set_processor(ReplacementProcessor(mode, fallback=old))
+        installed.append((layer, old))
+    return AttentionReplacement(installed, mode)
+
+
+def parse_replacement(spec: str) -> tuple[ReplacementMode, list[int]]:
+    """``"identity:64,32"`` -> ``("identity", [0, 1])``; resolutions as in TAR presets (64, 32, 16, 8, init)."""
+    from vstar.tar import RESOLUTION_LEVELS
+    from vstar.temporal_attention import INIT_LEVEL
+
+    mode, _, resolutions = spec.strip().partition(":")
+    names = [r.strip() for r in resolutions.split(",") if r.strip()]
+    if mode not in REPLACEMENT_MODES or not names:
+        raise ValueError(f"cannot parse attention replacement {spec!r}; expected MODE:RES[,RES...] with MODE "
+                         "identity or uniform and RES one of 64, 32, 16, 8, init, e.g. identity:64,32")
+    levels = []
+    for name in names:
+        if name != "init" and name not in RESOLUTION_LEVELS:
+            raise ValueError(f"unknown resolution {name!r} in {spec!r}; use 64, 32, 16, 8 or init, e.g. identity:64,32")
+        levels.append(INIT_LEVEL if name == "init" else RESOLUTION_LEVELS[name])
+    return mode, levels  # type: ignore[return-value]
