@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
@@ -22,6 +21,7 @@ from vstar.temporal_attention import INIT_LEVEL, temporal_attention_layers
 
 MaxMode = Literal["row", "head", "global"]
 MAX_MODES: tuple[str, ...] = ("row", "head", "global")
+DEFAULT_CHUNK_BYTES = 256 * 2**10  # one chunk of TAR's working buffers stays in the CPU's cache
 
 # The paper names UNet levels by the latent width of VideoCrafter2 at 320x512 (64, 32, 16, 8).
 RESOLUTION_LEVELS: dict[str, int] = {"64": 0, "32": 1, "16": 2, "8": 3}
@@ -63,10 +63,17 @@ class TARProcessor:
 
     Input ``hidden_states`` is ``(batch*h*w, frames, channels)``. Computes ``S = Q K^T * scale`` per head,
     ``M`` = max of ``S`` per query row (``"row"``, the authors' release), per head (``"head"``) or over all
-    heads and rows of a sequence (``"global"``), and attends with ``softmax(S + strength * M * dA)``.
-    Logits and softmax run in float32; the batch axis is processed in chunks so that one chunk's logits
-    stay under ``max_chunk_bytes``. While ``state.active`` is False or ``strength == 0`` it defers to
-    ``fallback`` (the processor it replaced, stock attention by default).
+    heads and rows of a sequence (``"global"``), and attends with ``softmax(S + strength * M * dA) @ V``.
+
+    The work runs in chunks of sequences (and of heads, for ``"row"`` and ``"head"`` when one sequence is
+    larger than the bound): for each chunk the float32 logits are formed once in a reused buffer, the bias,
+    the softmax and the product with ``V`` are applied in place, and the result is written straight into
+    the output. ``max_chunk_bytes`` bounds the memory this adds to stock attention: the logits buffer and
+    its row statistics, plus float32 copies of the chunk's queries, keys and values for half-precision
+    inputs. The bound is kept down to one head (``"row"``, ``"head"``) or one sequence (``"global"``) per
+    chunk; a single one larger than it is processed alone. The default (256 KiB) keeps a chunk in the CPU's
+    cache, which is also the fastest choice there. While ``state.active`` is False or ``strength == 0`` it
+    defers to ``fallback`` (the processor it replaced, stock attention by default) at no extra cost.
 
     Args:
         sigma: width of the Gaussian band; ignored when ``matrix`` is given.
@@ -75,12 +82,12 @@ class TARProcessor:
         state: shared :class:`TARState` for step gating (always active when None).
         fallback: processor used when inactive, and restored by :func:`remove_tar`.
         matrix: a custom ``(F, F)`` regularization matrix (e.g. a real video's frame similarity).
-        max_chunk_bytes: memory bound for the float32 logits of one chunk.
+        max_chunk_bytes: memory bound of one chunk's working buffers, see above.
     """
 
     def __init__(self, sigma: float | None = 1.0, strength: float = 1.0, max_mode: MaxMode = "row", *,
                  state: TARState | None = None, fallback: Any = None, matrix: torch.Tensor | None = None,
-                 max_chunk_bytes: int = 256 * 2**20):
+                 max_chunk_bytes: int = DEFAULT_CHUNK_BYTES):
         if matrix is None:
             _check_sigma(sigma)  # type: ignore[arg-type]
         elif matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
@@ -98,6 +105,11 @@ class TARProcessor:
         self.max_chunk_bytes = max_chunk_bytes
         self._band_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
 
+    @property
+    def active(self) -> bool:
+        """Whether the next call regularizes (False: the call goes to ``fallback``)."""
+        return self.strength != 0 and (self.state is None or self.state.active)
+
     def band(self, num_frames: int, device: torch.device) -> torch.Tensor:
         """The float32 ``(F, F)`` regularization matrix on ``device``."""
         if self.matrix is not None:
@@ -112,36 +124,74 @@ class TARProcessor:
             self._band_cache[key] = regularization_matrix(num_frames, self.sigma, device=device, dtype=torch.float32)
         return self._band_cache[key]
 
+    def _peak(self, scores: torch.Tensor) -> torch.Tensor:
+        """``M`` of ``(n, heads, F, F)`` logits, broadcastable to them."""
+        if self.max_mode == "row":
+            return scores.amax(dim=-1, keepdim=True)
+        if self.max_mode == "head":
+            return scores.amax(dim=(-2, -1), keepdim=True)
+        return scores.amax(dim=(1, 2, 3), keepdim=True)
+
     def logit_bias(self, scores: torch.Tensor) -> torch.Tensor:
         """``strength * M * dA`` for float32 logits ``scores`` ``(n, heads, F, F)``; same shape."""
-        if self.max_mode == "row":
-            peak = scores.amax(dim=-1, keepdim=True)
-        elif self.max_mode == "head":
-            peak = scores.amax(dim=(-2, -1), keepdim=True)
-        else:
-            peak = scores.amax(dim=(1, 2, 3), keepdim=True)
-        return self.strength * peak * self.band(scores.shape[-1], scores.device)
+        return self.strength * self._peak(scores) * self.band(scores.shape[-1], scores.device)
 
     def regularized_attention(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
         """Attention probabilities ``(n, heads, F, F)`` in float32 from ``(n, heads, F, d)`` queries and keys."""
-        scores = (query.float() @ key.float().transpose(-1, -2)) * scale
-        return (scores + self.logit_bias(scores)).softmax(dim=-1)
+        scores = torch.matmul(query.float(), key.float().transpose(-1, -2)).mul_(scale)
+        scores.addcmul_(self._peak(scores), self.band(scores.shape[-1], scores.device), value=self.strength)
+        return torch.softmax(scores, dim=-1)
 
     def regularized_output(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                            scale: float) -> torch.Tensor:
-        """``softmax(S + strength * M * dA) @ V`` in float32, ``(n, heads, F, d)``.
+        """``softmax(S + strength * M * dA) @ V`` in float32, ``(n, heads, F, d)``, in bounded chunks."""
+        out = torch.empty(value.shape, dtype=torch.float32, device=value.device)
+        self._attend(*(t.transpose(1, 2) for t in (query, key, value, out)), scale)
+        return out
 
-        The logits are formed once for ``M``; the softmax and product run in the fused SDPA kernel with the
-        bias as an additive mask (faster than materialising the probabilities, the same numbers).
+    def chunk_shape(self, heads: int, num_frames: int, head_dim: int) -> tuple[int, int]:
+        """``(sequences, heads)`` of one chunk, so that its working buffers stay within ``max_chunk_bytes``.
+
+        Per sequence and head a chunk holds float32 logits and probabilities ``(F, F)``, a row statistic
+        ``(F,)`` and float32 copies of its queries, keys, values and output ``(F, d)``. A chunk spans whole
+        sequences when one fits, else some heads of one sequence (``"global"``: all of them, as its ``M``
+        spans the heads).
         """
-        query, key, value = query.float(), key.float(), value.float()
-        scores = (query @ key.transpose(-1, -2)) * scale
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=self.logit_bias(scores), scale=scale)
+        per_head = 4 * num_frames * (2 * num_frames + 1 + 4 * head_dim)
+        if self.max_mode == "global" or per_head * heads <= self.max_chunk_bytes:
+            return max(1, self.max_chunk_bytes // (per_head * heads)), heads
+        return 1, max(1, self.max_chunk_bytes // per_head)
+
+    def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor,
+                scale: float) -> None:
+        """Write ``softmax(S + strength * M * dA) @ V`` into ``out``, chunk by chunk.
+
+        All four are ``(n, F, heads, d)`` (the layout of the projections; any strides, ``out`` in any dtype).
+        The logits of a chunk are formed once (the scale folded into its queries) and biased and normalised
+        in two float32 buffers that every chunk reuses.
+        """
+        batch, num_frames, heads, head_dim = query.shape
+        seqs, group = self.chunk_shape(heads, num_frames, head_dim)
+        seqs = min(seqs, batch)
+        band = self.band(num_frames, query.device)
+        buffers = torch.empty(2, seqs * group * num_frames * num_frames, dtype=torch.float32, device=query.device)
+        for start in range(0, batch, seqs):
+            rows = slice(start, min(start + seqs, batch))
+            for first in range(0, heads, group):
+                cols = slice(first, min(first + group, heads))
+                q, k, v = (t[rows, :, cols].transpose(1, 2).float() for t in (query, key, value))  # (c, g, F, d)
+                shape = (*q.shape[:2], num_frames, num_frames)
+                scores = buffers[0, :math.prod(shape)].view(shape)
+                torch.matmul(q * scale, k.transpose(-1, -2), out=scores)
+                scores.addcmul_(self._peak(scores), band, value=self.strength)
+                weights = torch.softmax(scores, dim=-1, out=buffers[1, :scores.numel()].view(shape))
+                # (V^T P^T)^T: faster than P V for the small head sizes of temporal attention
+                out[rows, :, cols] = torch.matmul(v.transpose(-1, -2), weights.transpose(-1, -2)).permute(0, 3, 1, 2)
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if self.strength == 0 or (self.state is not None and not self.state.active):
+        if not self.active:
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("TAR applies to temporal self-attention only (no context, no mask)")
@@ -164,13 +214,10 @@ class TARProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        chunk = max(1, self.max_chunk_bytes // (4 * attn.heads * num_frames * num_frames))
-        out = torch.empty_like(value)
-        for start in range(0, batch_size, chunk):
-            rows = slice(start, start + chunk)
-            out[rows] = self.regularized_output(query[rows], key[rows], value[rows], attn.scale).to(value.dtype)
+        out = torch.empty(batch_size, num_frames, attn.heads, head_dim, dtype=value.dtype, device=value.device)
+        self._attend(*(t.transpose(1, 2) for t in (query, key, value)), out, attn.scale)
 
-        hidden_states = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
+        hidden_states = out.view(batch_size, num_frames, attn.heads * head_dim)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
