@@ -3,6 +3,7 @@ no model loaded, no LLM asked, no file created or changed."""
 
 import json
 import os
+import random
 import shlex
 import time
 
@@ -141,7 +142,7 @@ def test_synopsis_refuses_bad_input(tmp_path, monkeypatch, args, message):
 
 @pytest.mark.parametrize("content,message", [
     (b"", "is empty"),
-    (os.urandom(4096), "not a PyTorch checkpoint"),
+    (random.Random(0).randbytes(4096), "not a PyTorch checkpoint"),
     (b"PK\x03\x04" + b"\x00" * 100, "not a readable checkpoint"),
 ])
 def test_convert_refuses_broken_checkpoints_in_one_line(tmp_path, content, message):
