@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 import vstar
+from vstar.analysis.cli import register as register_analysis
 from vstar.backbones.registry import get_spec
 from vstar.backbones.videocrafter2.cli import register as register_convert_videocrafter2
 from vstar.synopsis.cli import register as register_synopsis
@@ -69,6 +70,7 @@ def main() -> None:
 
 register_synopsis(app)
 register_convert_videocrafter2(app)
+register_analysis(app)
 
 
 @app.command()

@@ -207,3 +207,9 @@ class Backbone(nn.Module):
         """Decode ``(B, C, L, h, w)`` latents a few frames at a time into video ``(B, F, 3, H, W)`` in [0, 1]."""
         raise NotImplementedError
 
+    def encode_video(self, video: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
+        """Encode video ``(B, F, 3, H, W)`` in [0, 1] into latents ``(B, C, L, h, w)`` at the denoiser's scale
+        (the VAE's mean, deterministic); used to analyse real videos. Families without an encoder raise."""
+        raise NotImplementedError(f"{self.name} has no video encoder in vstar; analyse real videos with a UNet "
+                                  "family (modelscope, animatediff, videocrafter2, toy-shapes)")
+

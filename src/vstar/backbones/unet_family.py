@@ -30,6 +30,17 @@ def decode_frames(vae: nn.Module, latents: torch.Tensor, chunk_size: int = 4) ->
     return rearrange(video, "(b f) c h w -> b f c h w", b=latents.shape[0])
 
 
+def encode_frames(vae: nn.Module, video: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
+    """Encode video ``(B, F, 3, H, W)`` in [0, 1] with a 2D KL VAE into latents ``(B, C, F, h, w)``: the
+    posterior mean times the VAE's ``scaling_factor`` (what :func:`decode_frames` undoes)."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 frame, got {chunk_size}")
+    param = next(vae.parameters())
+    images = rearrange(video, "b f c h w -> (b f) c h w").to(param.device, param.dtype) * 2 - 1
+    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images.split(chunk_size)])
+    return rearrange(latents.float() * vae.config.scaling_factor, "(b f) c h w -> b c f h w", b=video.shape[0])
+
+
 class UNetBackbone(Backbone):
     """A backbone whose denoiser is a video UNet (``self.unet`` is ``self.denoiser``) with a 2D KL VAE."""
 
@@ -52,3 +63,8 @@ class UNetBackbone(Backbone):
     def decode_latents(self, latents: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
         """``(B, C, F, h, w)`` latents -> video ``(B, F, 3, H, W)`` in [0, 1], ``chunk_size`` frames per VAE call."""
         return decode_frames(self.vae, latents, chunk_size)
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
+        """Video ``(B, F, 3, H, W)`` in [0, 1] -> latents ``(B, C, F, h, w)``, ``chunk_size`` frames per VAE call."""
+        return encode_frames(self.vae, video, chunk_size)
