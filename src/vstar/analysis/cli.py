@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     from vstar.cli import friendly_errors
 
     app.command("evaluate")(friendly_errors(evaluate))
+    app.command("analyze")(friendly_errors(analyze))
 
 
 def write_json(data: Any, path: Path, overwrite: bool) -> None:
@@ -74,3 +75,115 @@ def evaluate(
     if plot is not None:
         save_figure(evaluation_figure(results, names), plot, overwrite)
         typer.echo(f"wrote {plot}")
+
+
+def parse_sigmas(text: str) -> list[float]:
+    """``"1,2,4"`` -> ``[1.0, 2.0, 4.0]`` (``--plot-band``)."""
+    try:
+        sigmas = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        sigmas = []
+    if not sigmas or not all(s > 0 for s in sigmas):
+        raise ValueError(f"--plot-band takes positive sigmas separated by commas, e.g. 1,2,4,8,16; got {text!r}")
+    return sigmas
+
+
+def attention_summary(recorder: Any) -> dict[str, Any]:
+    """A recorder's maps per level (the paper's level names) and per layer, with their band scores."""
+    from vstar.analysis.plots import level_name
+    from vstar.analysis.scores import band_score, diagonal_mass
+
+    def entry(matrix: Any) -> dict[str, Any]:
+        return {"map": matrix.tolist(), "band_score": float(band_score(matrix)),
+                "diagonal_mass": float(diagonal_mass(matrix))}
+
+    return {"levels": {level_name(level): entry(m) for level, m in recorder.by_level().items()},
+            "layers": {name: {"level": recorder.levels[name], **entry(m)} for name, m in recorder.maps.items()}}
+
+
+def analyze(
+    video: Annotated[Path | None, typer.Argument(help="A real video (.mp4, .gif or a folder of PNG frames).")] = None,
+    model: Annotated[str | None, typer.Option(help="Base model (see `vstar models`); default videocrafter2.")] = None,
+    prompt: Annotated[str, typer.Option(help="The real video's text condition (default: the empty prompt).")] = "",
+    timestep: Annotated[int, typer.Option(help="Noise the real video to this training timestep (default 400 of 1000).")] = 400,
+    frames: Annotated[int | None, typer.Option(help="Frames to analyse (evenly picked from the video) or generate.")] = None,
+    generate: Annotated[str | None, typer.Option("--generate", help="Also record while generating this prompt.")] = None,
+    steps: Annotated[int | None, typer.Option(help="--generate: denoising steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="--generate: classifier-free guidance scale.")] = None,
+    tar: Annotated[str | None, typer.Option(help="--generate: TAR preset, e.g. 64D1.")] = None,
+    no_tar: Annotated[bool, typer.Option("--no-tar", help="--generate: switch TAR off.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the noise (real video) and of the generation.")] = 0,
+    plot_band: Annotated[str | None, typer.Option(help="Also plot TAR's dA for these sigmas, e.g. 1,2,4,8,16 (with --frames).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for attention.json, attention.png/.pdf (and bands.png/.pdf).")] = Path("outputs/analysis"),
+    device: Annotated[str | None, typer.Option(help="cuda, mps, cpu (default: best available).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the files of an earlier analysis in --out.")] = False,
+) -> None:
+    """Record the temporal attention of a real video (noised to --timestep, one denoiser call) and/or of a
+    generation (--generate), per layer and level, with band scores and heatmaps (paper figures 4, 10, S.10)."""
+    import vstar
+    from vstar.analysis.plots import attention_figure, band_figure, save_figure
+    from vstar.analysis.real_video import prepare_video, record_video_attention
+    from vstar.backbones import DEFAULT_MODEL, get_spec
+    from vstar.cli import generation_config
+    from vstar.io import check_writable, read_video, write_video
+    from vstar.tar import regularization_matrix
+
+    if video is None and generate is None and plot_band is None:
+        raise ValueError("give a VIDEO to analyse, --generate PROMPT, or --plot-band SIGMAS (or several)")
+    if video is not None and not video.exists():
+        raise FileNotFoundError(f"{video} does not exist; give an .mp4, a .gif or a folder of PNG frames")
+    sigmas = parse_sigmas(plot_band) if plot_band is not None else []
+    model = model or DEFAULT_MODEL
+    defaults = get_spec(model).defaults
+    if frames is not None and frames < 2:
+        raise ValueError(f"--frames must be >= 2, got {frames}")
+    config = None
+    if generate is not None:
+        config = generation_config(
+            {"num_frames": frames, "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed},
+            {"preset": tar, "off": no_tar, "max_mode": None, "strength": None, "step_fraction": None}, {}, model)
+    outputs = ([out / "attention.json", out / "attention.png", out / "attention.pdf"] if video or generate else [])
+    outputs += [out / "bands.png", out / "bands.pdf"] if sigmas else []
+    outputs += [out / "generated.mp4"] if generate is not None else []
+    for path in outputs:
+        check_writable(path, overwrite)
+    real = read_video(video) if video is not None else None
+
+    summaries: dict[str, Any] = {}
+    maps: dict[str, Any] = {}
+    settings: dict[str, Any] = {"model": model, "seed": seed}
+    if real is not None or config is not None:
+        backbone = load_model(model, device)
+    if real is not None:
+        count = frames or min(len(real), defaults.num_frames)
+        clip = prepare_video(real, count, defaults.height, defaults.width)
+        recorder = record_video_attention(backbone, clip, prompt, timestep, seed)
+        name = f"real: {video.name}"
+        summaries[name] = {"source": str(video), **attention_summary(recorder)}
+        maps[name] = recorder.by_level()
+        settings |= {"prompt": prompt, "timestep": timestep, "frames": count, "height": defaults.height,
+                     "width": defaults.width}
+    if config is not None:
+        from vstar.pipeline import VSTARPipeline
+
+        result = VSTARPipeline(backbone)(generate, config=config, record_attention=True, progress=False)
+        name = f"generated: {generate}"
+        summaries[name] = {"source": generate, "settings": result.config.to_dict(),
+                           **attention_summary(result.attention)}
+        maps[name] = result.attention.by_level()
+        write_video(result.frames[0], out / "generated.mp4", fps=result.config.fps, overwrite=overwrite)
+    for name, summary in summaries.items():
+        scores = ", ".join(f"{level} {entry['band_score']:.2f}" for level, entry in summary["levels"].items())
+        typer.echo(f"{name}: band score (expected frame distance) per level: {scores}")
+    if summaries:
+        write_json({"vstar_version": vstar.__version__, "settings": settings, "videos": summaries},
+                   out / "attention.json", overwrite)
+        figure = attention_figure(maps, title=f"temporal attention per level ({model})")
+        for suffix in (".png", ".pdf"):
+            save_figure(figure, out / f"attention{suffix}", overwrite)
+    if sigmas:
+        count = frames or defaults.num_frames
+        figure = band_figure({f"sigma {s:g}": regularization_matrix(count, s) for s in sigmas})
+        for suffix in (".png", ".pdf"):
+            save_figure(figure, out / f"bands{suffix}", overwrite)
+    typer.echo(f"wrote {', '.join(str(p) for p in outputs)}")

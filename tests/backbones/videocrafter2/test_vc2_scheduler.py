@@ -113,3 +113,13 @@ def test_config_round_trip(tmp_path):
     VideoCrafter2DDIMScheduler(scale_b=0.6).save_pretrained(tmp_path)
     loaded = VideoCrafter2DDIMScheduler.from_pretrained(tmp_path)
     assert loaded.config.scale_b == 0.6 and abs(loaded.scale_arr[-1] - 0.6) < 1e-12
+
+
+def test_add_noise_is_the_forward_process_that_a_step_inverts():
+    """With the true noise as the model's prediction, a step from add_noise(x0, eps, t) recovers x0."""
+    scheduler = VideoCrafter2DDIMScheduler()
+    scheduler.set_timesteps(25)
+    x0, eps = torch.randn(2, 4, 3, 4, 4, dtype=torch.float64), torch.randn(2, 4, 3, 4, 4, dtype=torch.float64)
+    for t in (961, 401, 1):
+        noisy = scheduler.add_noise(x0, eps, torch.tensor([t]))
+        torch.testing.assert_close(scheduler.step(eps, t, noisy).pred_original_sample, x0)

@@ -77,6 +77,12 @@ class VideoCrafter2DDIMScheduler(SchedulerMixin, ConfigMixin):
         """Identity (DDIM does not rescale the model input)."""
         return sample
 
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: int | torch.Tensor) -> torch.Tensor:
+        """The training forward process at one DDPM ``timesteps``: ``sqrt(a_t) * s_t * x_0 + sqrt(1 - a_t) * eps``."""
+        t = int(timesteps)
+        a_t, s_t = float(self.alphas_cumprod[t]), float(self.scale_arr[t])
+        return a_t**0.5 * s_t * original_samples + (1 - a_t) ** 0.5 * noise
+
     def _previous(self, timestep: int) -> int:
         """The DDPM index the step from ``timestep`` lands on (0 after the last timestep)."""
         positions = (self.timesteps == timestep).nonzero()
