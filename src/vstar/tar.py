@@ -313,13 +313,15 @@ class TARConfig:
         return "_".join(tokens)
 
 
-def apply_tar(model: nn.Module, config: TARConfig | str = "64D1", state: TARState | None = None) -> TARState:
+def apply_tar(model: nn.Module, config: TARConfig | str = "64D1", state: TARState | None = None, *,
+              matrix: torch.Tensor | None = None) -> TARState:
     """Install :class:`TARProcessor` on exactly the temporal self-attention layers of the chosen levels.
 
     ``model`` is a backbone (its :meth:`~vstar.backbones.Backbone.temporal_attention_layers`) or a
     diffusers-style video UNet. Spatial attention and other levels are untouched. Re-applying replaces an
-    earlier TAR. Returns the :class:`TARState` that gates all installed processors (the pipeline switches it
-    per step).
+    earlier TAR. ``matrix`` ``(F, F)`` replaces the Gaussian band at every chosen level (a reference video's
+    frame similarity, :mod:`vstar.analysis.reference`). Returns the :class:`TARState` that gates all installed
+    processors (the pipeline switches it per step).
     """
     config = TARConfig.parse(config) if isinstance(config, str) else config
     remove_tar(model)
@@ -338,7 +340,7 @@ def apply_tar(model: nn.Module, config: TARConfig | str = "64D1", state: TARStat
         if layer.level in config.sigmas:
             layer.set_processor(TARProcessor(
                 config.sigmas[layer.level], config.strength_at(layer.level), config.max_mode,
-                state=state, fallback=layer.processor,
+                state=state, fallback=layer.processor, matrix=matrix,
             ))
     return state
 
