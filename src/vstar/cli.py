@@ -100,18 +100,19 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def generation_config(flags: dict[str, Any], tar_flags: dict[str, Any], recorded: dict[str, Any],
-                      model: str) -> GenerationConfig:
+                      model: str, attention: dict[str, Any] | None = None) -> GenerationConfig:
     """The one place the CLI builds its settings: flags over the sidecar (``--from``) over the registry's
     defaults of ``model``; validated for that model before anything is loaded.
 
     ``flags`` maps :class:`GenerationConfig` fields to flag values (None = not given); ``tar_flags`` holds
-    ``preset``, ``off`` (``--no-tar``), ``max_mode``, ``strength`` and ``step_fraction``.
+    ``preset``, ``off`` (``--no-tar``), ``max_mode``, ``strength`` and ``step_fraction``; ``attention``
+    holds the changes of :func:`attention_changes`, where None clears a recorded setting.
     """
     from vstar.config import GenerationConfig, config_from_sidecar, tar_from_dict, tar_to_dict
 
     defaults = get_spec(model).defaults
     base = config_from_sidecar(recorded, defaults) if recorded else GenerationConfig()
-    changes = {k: v for k, v in flags.items() if v is not None}
+    changes = {k: v for k, v in flags.items() if v is not None} | (attention or {})
     if tar_flags["off"] and tar_flags["preset"] is not None:
         raise ValueError("--tar and --no-tar contradict each other; give one of them")
     recorded_tar = tar_to_dict(base.tar)
@@ -189,6 +190,19 @@ def silence_progress_bars() -> None:
     huggingface_hub.utils.disable_progress_bars()
 
 
+def attention_changes(replace_attention: str | None, tar_reference: Path | None, metric: str) -> dict[str, Any]:
+    """``--replace-attention`` (``none`` clears a recorded one) and ``--tar-reference`` as config changes;
+    the reference video is read and its similarity taken here, before any model is loaded."""
+    from vstar.analysis.reference import reference_from_video
+
+    changes: dict[str, Any] = {}
+    if replace_attention is not None:
+        changes["replace_attention"] = None if replace_attention.strip().lower() == "none" else replace_attention
+    if tar_reference is not None:
+        changes["tar_reference"] = reference_from_video(tar_reference, metric)
+    return changes
+
+
 @app.command()
 @friendly_errors
 def generate(
@@ -215,6 +229,9 @@ def generate(
     tar_max_mode: Annotated[str | None, typer.Option(help="Max of the logits per row (authors), head or global.")] = None,
     tar_strength: Annotated[float | None, typer.Option(help="Multiplier of max(S) * dA.")] = None,
     tar_step_fraction: Annotated[float | None, typer.Option(help="Regularize the first fraction of steps.")] = None,
+    tar_reference: Annotated[Path | None, typer.Option(help="TAR's dA from this video's frame similarity (paper figure 9) instead of the Gaussian band.")] = None,
+    tar_reference_metric: Annotated[str, typer.Option(help="Frame similarity of --tar-reference: ssim, mae, histogram or dreamsim.")] = "ssim",
+    replace_attention: Annotated[str | None, typer.Option(help="Fixed temporal attention (paper figure 5): identity:64,32 or uniform:16; 'none' drops a recorded one.")] = None,
     interpolation: Annotated[str | None, typer.Option(help="Between keyframes: linear, step or slerp.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (recorded in the sidecar).")] = None,
     fps: Annotated[int | None, typer.Option(help="Frame rate of the written video.")] = None,
@@ -260,6 +277,7 @@ def generate(
         {"preset": tar, "off": no_tar, "max_mode": tar_max_mode, "strength": tar_strength,
          "step_fraction": tar_step_fraction},
         recorded.to_dict() if recorded else {}, model,
+        attention_changes(replace_attention, tar_reference, tar_reference_metric),
     )
     if config.seed is None:
         config = config.replace(seed=random.randrange(2**31))

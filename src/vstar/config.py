@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from vstar.analysis.reference import TARReference
+from vstar.analysis.replacement import parse_replacement
 from vstar.backbones.base import BackboneDefaults
 from vstar.conditioning import INTERPOLATION_MODES, InterpolationMode
 from vstar.tar import TARConfig
@@ -55,6 +57,10 @@ class GenerationConfig:
         eta: DDIM eta (stochasticity of the sampler; 0 = deterministic DDIM).
         tar: where, how strongly and when TAR acts; None switches it off.
         seed: seeds the initial noise and stochastic steps (same seed, same frames).
+        replace_attention: fixed temporal attention maps at some levels (paper figure 5), e.g.
+            ``"identity:64,32"`` or ``"uniform:16"`` (:func:`vstar.analysis.replace_temporal_attention`).
+        tar_reference: a reference video's frame similarity used as TAR's dA at the preset's levels instead of
+            the Gaussian band (paper figure 9; :mod:`vstar.analysis.reference`).
     """
 
     num_frames: int | None = None
@@ -69,6 +75,8 @@ class GenerationConfig:
     eta: float | None = None
     tar: TARConfig | None = field(default_factory=lambda: TARConfig.parse(DEFAULT_TAR))
     seed: int | None = None
+    replace_attention: str | None = None
+    tar_reference: TARReference | None = None
 
     def __post_init__(self) -> None:
         _check_int("num_frames", self.num_frames, 2)
@@ -87,6 +95,25 @@ class GenerationConfig:
         if self.tar is not None and not isinstance(self.tar, TARConfig):
             raise ValueError(f"tar must be a TARConfig or None, got {self.tar!r}; build one with TARConfig.parse")
         _check_int("seed", self.seed, 0)
+        self.check_attention_changes()
+
+    def check_attention_changes(self) -> None:
+        """Refuse a replacement that is not ``MODE:RES,...``, one on a level TAR also sets, and a reference
+        without TAR."""
+        if self.replace_attention is not None:
+            if not isinstance(self.replace_attention, str):
+                raise ValueError(f"replace_attention must be text like 'identity:64,32', got {self.replace_attention!r}")
+            _, levels = parse_replacement(self.replace_attention)
+            both = sorted(set(levels) & set(self.tar.sigmas if self.tar is not None else ()))
+            if both:
+                raise ValueError(f"--replace-attention {self.replace_attention} and TAR ({self.tar.to_preset()}) both "
+                                 f"set the attention of level(s) {both}; choose other levels or pass --no-tar")
+        if self.tar_reference is not None:
+            if not isinstance(self.tar_reference, TARReference):
+                raise ValueError(f"tar_reference must be a TARReference, got {type(self.tar_reference).__name__}")
+            if self.tar is None:
+                raise ValueError("--tar-reference replaces TAR's band at the preset's levels; it needs TAR: drop "
+                                 "--no-tar (or give --tar)")
 
     @property
     def uses_guidance(self) -> bool:
@@ -120,6 +147,7 @@ class GenerationConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; :meth:`from_dict` reads it back."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tar"}
+        data["tar_reference"] = self.tar_reference.to_dict() if self.tar_reference is not None else None
         return data | tar_to_dict(self.tar)
 
     @classmethod
@@ -131,7 +159,10 @@ class GenerationConfig:
         unknown = sorted(set(data) - names - set(TAR_FIELDS))
         if unknown:
             raise ValueError(f"unknown generation setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**{k: v for k, v in data.items() if k in names}, tar=tar_from_dict(data))
+        values = {k: v for k, v in data.items() if k in names}
+        if values.get("tar_reference") is not None:
+            values["tar_reference"] = TARReference.from_dict(values["tar_reference"])
+        return cls(**values, tar=tar_from_dict(data))
 
 
 def tar_to_dict(tar: TARConfig | None) -> dict[str, Any]:

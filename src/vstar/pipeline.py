@@ -14,6 +14,8 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from vstar.analysis.recording import AttentionRecorder, record_temporal_attention
+from vstar.analysis.reference import TARReference, reference_band, reference_from_video
+from vstar.analysis.replacement import parse_replacement, replace_temporal_attention
 from vstar.backbones import Backbone, load_backbone
 from vstar.conditioning import InterpolationMode, cfg_context, interpolate_embeddings, keyframe_indices
 from vstar.config import GenerationConfig
@@ -126,6 +128,8 @@ class VSTARPipeline:
         callback_on_step_end: StepCallback | None = None,
         check_memory: bool = True,
         record_attention: bool | str = False,
+        replace_attention: str | None = None,
+        tar_reference: TARReference | str | Path | None = None,
     ) -> VSTAROutput:
         """Generate ``num_videos`` videos of ``num_frames`` frames in one pass.
 
@@ -149,6 +153,10 @@ class VSTARPipeline:
             record_attention: record the temporal attention of every layer and step into ``out.attention``
                 (:func:`vstar.analysis.record_temporal_attention`); True records the prompt's branch under
                 guidance (``"cond"``), or name the branch: ``"cond"``, ``"uncond"``, ``"all"``.
+            replace_attention: fixed temporal attention at some levels (paper figure 5), e.g.
+                ``"identity:64,32"`` or ``"uniform:16"``; the config's ``replace_attention``.
+            tar_reference: TAR's dA from a reference video's frame similarity (paper figure 9): a
+                :class:`~vstar.analysis.reference.TARReference` or a video path (SSIM similarity).
             Missing sizes and sampler settings come from the registry's defaults of the backbone.
         """
         backbone = self.backbone
@@ -161,6 +169,11 @@ class VSTARPipeline:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if tar is not ...:
             overrides["tar"] = TARConfig.parse(tar) if isinstance(tar, str) else tar
+        if replace_attention is not None:
+            overrides["replace_attention"] = replace_attention
+        if tar_reference is not None:
+            overrides["tar_reference"] = (tar_reference if isinstance(tar_reference, TARReference)
+                                          else reference_from_video(tar_reference))
         config = (config or GenerationConfig()).replace(**overrides).resolved(backbone.defaults)
         if not isinstance(num_videos, int) or isinstance(num_videos, bool) or num_videos < 1:
             raise ValueError(f"num_videos must be a whole number >= 1, got {num_videos!r}")
@@ -208,10 +221,10 @@ class VSTARPipeline:
                 recorder: AttentionRecorder | None = None) -> torch.Tensor:
         """The sampling loop over ``noise`` ``(B, C, L, h, w)`` with per-frame ``context`` (CFG order) and TAR
         gated on the early steps; returns the final latents. A ``recorder`` is installed after TAR (so it
-        sees TAR's band) and removed before it."""
+        sees TAR's band) and removed before it; so is the config's attention replacement."""
         backbone, tar = self.backbone, config.tar
-        tar_state = apply_tar(backbone, tar) if tar is not None else None
         active_steps = tar.active_steps(config.num_inference_steps) if tar is not None else 0
+        tar_state = None
 
         def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return backbone.model_output(x.to(backbone.dtype), t, context, fps=config.cond_fps).float()
@@ -227,11 +240,17 @@ class VSTARPipeline:
             return (update or {}).get("latents", latents)
 
         guided = classifier_free_guidance(model, config.guidance_scale) if config.uses_guidance else model
-        try:
-            with backbone.per_frame_text(context), recorder or contextlib.nullcontext():
-                return sample(guided, noise, backbone.scheduler_adapter(config.eta), config.num_inference_steps,
-                              generator=generator, on_step_start=on_step_start, on_step_end=on_step_end,
-                              progress=progress)
-        finally:
-            if tar_state is not None:
-                remove_tar(backbone)
+        with contextlib.ExitStack() as installed:  # removed in reverse order, also on errors
+            if tar is not None:
+                matrix = (reference_band(config.tar_reference, noise.shape[2])
+                          if config.tar_reference is not None else None)
+                tar_state = apply_tar(backbone, tar, matrix=matrix)
+                installed.callback(remove_tar, backbone)
+            if config.replace_attention is not None:
+                installed.enter_context(replace_temporal_attention(backbone, *parse_replacement(config.replace_attention)))
+            installed.enter_context(backbone.per_frame_text(context))
+            if recorder is not None:
+                installed.enter_context(recorder)
+            return sample(guided, noise, backbone.scheduler_adapter(config.eta), config.num_inference_steps,
+                          generator=generator, on_step_start=on_step_start, on_step_end=on_step_end,
+                          progress=progress)
