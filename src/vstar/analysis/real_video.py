@@ -44,19 +44,32 @@ def prepare_video(frames: np.ndarray, num_frames: int, height: int, width: int) 
     return torch.from_numpy(chosen).permute(0, 3, 1, 2)[None].float() / 255.0
 
 
+def check_timestep(backbone: Backbone, timestep: int, flag: str = "--timestep") -> None:
+    """Raise a ValueError unless ``timestep`` is one of the model's training timesteps."""
+    total = backbone.scheduler.config.num_train_timesteps
+    if not 0 <= timestep < total:
+        raise ValueError(f"{flag} must be in 0..{total - 1} (the model's training steps), got {timestep}")
+
+
+@torch.no_grad()
+def noised_video_latents(backbone: Backbone, video: torch.Tensor, timestep: int = DEFAULT_TIMESTEP,
+                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``video`` ``(1, F, 3, H, W)`` in [0, 1], VAE-encoded and noised to ``timestep`` (noise seeded by
+    ``seed``): float32 latents ``(1, C, L, h, w)`` and the timestep ``(1,)``, both on the model's device."""
+    check_timestep(backbone, timestep)
+    latents = backbone.encode_video(video.to(backbone.device)).float()  # (1, C, L, h, w)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents.device)
+    t = torch.tensor([timestep], device=latents.device)
+    return backbone.scheduler.add_noise(latents, noise, t), t
+
+
 @torch.no_grad()
 def record_video_attention(backbone: Backbone, video: torch.Tensor, prompt: str = "",
                            timestep: int = DEFAULT_TIMESTEP, seed: int = 0) -> AttentionRecorder:
     """Record the temporal attention of every layer while the denoiser sees ``video`` ``(1, F, 3, H, W)``
     (in [0, 1]) noised to ``timestep``, conditioned on ``prompt`` (the empty prompt: unconditional), CFG off."""
-    total = backbone.scheduler.config.num_train_timesteps
-    if not 0 <= timestep < total:
-        raise ValueError(f"--timestep must be in 0..{total - 1} (the model's training steps), got {timestep}")
-    latents = backbone.encode_video(video.to(backbone.device)).float()  # (1, C, L, h, w)
-    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents.device)
-    t = torch.tensor([timestep], device=latents.device)
-    noisy = backbone.scheduler.add_noise(latents, noise, t)
-    num_latent = latents.shape[2]
+    noisy, t = noised_video_latents(backbone, video, timestep, seed)
+    num_latent = noisy.shape[2]
     context = cfg_context(backbone.encode_text([prompt]).expand(num_latent, -1, -1), None)
     with backbone.per_frame_text(context), record_temporal_attention(backbone) as recorder:
         backbone.model_output(noisy.to(backbone.dtype), t, context, fps=backbone.defaults.cond_fps)

@@ -10,16 +10,22 @@ queries and keys in bounded chunks of sequences, asks which probabilities the wr
 Only ``(F, F)`` sums are kept: one per layer and call, never per-pixel maps. The model's output is the
 wrapped processor's, unchanged. Install the recorder last (innermost ``with``, after TAR or a replacement):
 it wraps whatever processor it finds.
+
+``differentiable=True`` keeps the maps in the autograd graph on the model's device (for losses on attention,
+:mod:`vstar.noise`); each chunk is checkpointed, so the extra memory held for the backward pass is one
+chunk's probabilities, not every sequence's.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
 from diffusers.models.attention_processor import Attention
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vstar.analysis.processors import (
     attention_probabilities,
@@ -63,14 +69,14 @@ class RecordingProcessor:
                  encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
         check_self_attention("attention recording", encoder_hidden_states, attention_mask)
-        with torch.no_grad():
+        with contextlib.nullcontext() if self.recorder.differentiable else torch.no_grad():
             self.recorder.add(self.name, self.summed_probabilities(attn, hidden_states, temb))
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
     def summed_probabilities(self, attn: Attention, hidden_states: torch.Tensor,
                              temb: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """The float64 sum ``(F, F)`` of the probabilities over heads and the branch's sequences, and how
-        many ``(F, F)`` maps it adds up."""
+        """The float64 sum ``(F, F)`` of the probabilities over heads and the branch's sequences (on the CPU,
+        or on the model's device and differentiable), and how many ``(F, F)`` maps it adds up."""
         sequences, _ = frames_in(attn, hidden_states, temb)  # (n, F, C)
         sequences = self.recorder.branch_rows(sequences)
         n, frames, _ = sequences.shape
@@ -78,23 +84,31 @@ class RecordingProcessor:
         step = max(1, self.recorder.max_chunk_bytes // per_sequence)
         total = torch.zeros(frames, frames, dtype=torch.float64, device=sequences.device)
         for chunk in sequences.split(step):
-            query, key = queries_and_keys(attn, chunk)
-            total += attention_probabilities(self.inner, query, key, attn.scale).sum(dim=(0, 1), dtype=torch.float64)
-        return total.cpu(), n * attn.heads
+            if torch.is_grad_enabled():  # recompute the chunk's probabilities in the backward pass
+                total = total + checkpoint(self.chunk_sum, attn, chunk, use_reentrant=False)
+            else:
+                total += self.chunk_sum(attn, chunk)
+        return (total if self.recorder.differentiable else total.cpu()), n * attn.heads
+
+    def chunk_sum(self, attn: Attention, sequences: torch.Tensor) -> torch.Tensor:
+        """The float64 sum ``(F, F)`` of the probabilities of ``sequences`` ``(n, F, C)`` over heads and sequences."""
+        query, key = queries_and_keys(attn, sequences)
+        return attention_probabilities(self.inner, query, key, attn.scale).sum(dim=(0, 1), dtype=torch.float64)
 
 
 class AttentionRecorder:
     """Temporal attention maps recorded while the block runs; see :func:`record_temporal_attention`.
 
     Attributes:
-        maps: layer name -> ``(F, F)`` float32 CPU tensor, the probabilities averaged over heads, over the
-            branch's ``batch*h*w`` sequences and over every recorded call; rows sum to 1.
+        maps: layer name -> ``(F, F)`` float32 tensor (on the CPU; on the model's device when differentiable),
+            the probabilities averaged over heads, over the branch's ``batch*h*w`` sequences and over every
+            recorded call; rows sum to 1.
         levels: layer name -> resolution level (0 = highest resolution, -1 = init).
         per_step: layer name -> one ``(F, F)`` map per call (one per denoising step in a generation).
     """
 
     def __init__(self, model: nn.Module, levels: Iterable[int] | None = None, branch: Branch = "all",
-                 max_chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+                 max_chunk_bytes: int = DEFAULT_CHUNK_BYTES, differentiable: bool = False):
         if branch not in BRANCHES:
             raise ValueError(f"unknown branch {branch!r}; choose all, cond or uncond (cond/uncond need a "
                              "classifier-free-guidance batch, negative branch first)")
@@ -104,6 +118,7 @@ class AttentionRecorder:
         self.denoiser: nn.Module = getattr(model, "denoiser", model)
         self.branch = branch
         self.max_chunk_bytes = max_chunk_bytes
+        self.differentiable = differentiable
         self.levels: dict[str, int] = {layer.name: layer.level for layer in self.layers}
         self.per_step: dict[str, list[torch.Tensor]] = {}
         self._sums: dict[str, tuple[torch.Tensor, int]] = {}
@@ -167,12 +182,14 @@ class AttentionRecorder:
 
 
 def record_temporal_attention(model: nn.Module, *, levels: Iterable[int] | None = None,
-                              branch: Branch = "all") -> AttentionRecorder:
+                              branch: Branch = "all", differentiable: bool = False) -> AttentionRecorder:
     """A context manager recording the temporal attention of ``model`` (a backbone or a video UNet).
 
     ``levels``: resolution levels to record (all when None). ``branch``: ``"all"`` sequences of the batch, or
     ``"cond"`` / ``"uncond"`` of a classifier-free-guidance batch (negative half first, as
     :func:`vstar.conditioning.cfg_context` orders it). Yields an :class:`AttentionRecorder`; its ``maps`` are
-    ``(F, F)`` float32 CPU tensors whose rows sum to 1. The processors are restored when the block ends.
+    ``(F, F)`` float32 CPU tensors whose rows sum to 1. ``differentiable``: the maps stay on the model's device
+    with their gradients (run the model with gradients enabled). The processors are restored when the block
+    ends.
     """
-    return AttentionRecorder(model, levels, branch)
+    return AttentionRecorder(model, levels, branch, differentiable=differentiable)
