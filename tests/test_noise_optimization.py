@@ -35,6 +35,7 @@ def test_the_attention_loss_decreases_and_the_result_samples(pipe, reference):
     assert len(opt.history) == 5 and attention[-1] < 0.8 * attention[0], attention
     assert opt.history[0]["kl"] == pytest.approx(0.0, abs=1e-9)  # it starts at N(0, I)
     assert opt.latents.shape == opt.mu.shape == (1, 4, 6, 8, 8)
+    assert opt.reference_maps.shape == (6, 6, 6)  # toy-shapes: 6 temporal attention layers at level 0
     assert 0 < opt.beta and -1 < opt.gamma < 1
     assert opt.settings["levels"] == [0] and len(opt.settings["reference_sha256"]) == 64
     out = pipe("a red circle", config=CONFIG, latents=opt.latents, output_type="latent", progress=False)
@@ -75,6 +76,7 @@ def test_save_and_load_round_trip(pipe, reference, tmp_path):
     back = OptimizedNoise.load(path)
     torch.testing.assert_close(back.latents, opt.latents, rtol=0, atol=0)
     torch.testing.assert_close(back.mu, opt.mu, rtol=0, atol=0)
+    torch.testing.assert_close(back.reference_maps, opt.reference_maps, rtol=0, atol=0)
     assert (back.beta, back.gamma, back.history, back.settings) == (opt.beta, opt.gamma, opt.history, opt.settings)
     summary = opt.summary()
     assert summary["attention_loss"] == [opt.history[0]["attention"], opt.history[-1]["attention"]]

@@ -30,6 +30,11 @@ _EXPORTS: dict[str, str] = {
     "VSTAROutput": "vstar.pipeline",
     "load_backbone": "vstar.backbones",
     "list_backbones": "vstar.backbones",
+    # initial noise (paper supplement B)
+    "correlated_noise": "vstar.noise",
+    "kl_to_standard": "vstar.noise",
+    "optimize_initial_noise": "vstar.noise",
+    "OptimizedNoise": "vstar.noise",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -55,7 +55,8 @@ class OptimizedNoise:
 
     mu: ``(1, C, L, h, w)`` float32 CPU; beta, gamma: the optimized covariance parameters (equation 5);
     latents: ``mu + L(beta, gamma) z``, the initial noise to sample from (``pipe(..., latents=latents)``),
-    ``(1, C, L, h, w)`` float32 CPU; history: one ``{"attention", "kl", "loss"}`` per evaluation (the first
+    ``(1, C, L, h, w)`` float32 CPU; reference_maps: the reference's maps ``A_ref,t`` that were matched,
+    ``(layers, F, F)`` float32 CPU, layers of the chosen levels in model order; history: one ``{"attention", "kl", "loss"}`` per evaluation (the first
     before any update, the last after the final one; ``kl`` per latent element); settings: how it was made
     (steps, lr, kl_weight, timestep, levels, the reference's path and sha256).
     """
@@ -64,6 +65,7 @@ class OptimizedNoise:
     beta: float
     gamma: float
     latents: torch.Tensor
+    reference_maps: torch.Tensor
     history: list[dict[str, float]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -77,12 +79,13 @@ class OptimizedNoise:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write ``mu``, ``latents``, ``beta`` and ``gamma`` (and the history and settings as metadata) to a
-        safetensors file; :meth:`load` reads it back."""
+        """Write the tensors (``mu``, ``latents``, ``reference_maps``, ``beta``, ``gamma``) and, as metadata, the
+        history and settings to a safetensors file; :meth:`load` reads it back."""
         from safetensors.torch import save_file
 
         path = Path(path)
         tensors = {"mu": self.mu.contiguous(), "latents": self.latents.contiguous(),
+                   "reference_maps": self.reference_maps.contiguous(),
                    "beta": torch.tensor(self.beta, dtype=torch.float64),
                    "gamma": torch.tensor(self.gamma, dtype=torch.float64)}
         save_file(tensors, str(path), metadata={"history": json.dumps(self.history),
@@ -102,7 +105,7 @@ class OptimizedNoise:
                 tensors = {name: handle.get_tensor(name) for name in handle.keys()}
                 metadata = handle.metadata() or {}
             return cls(tensors["mu"], float(tensors["beta"]), float(tensors["gamma"]), tensors["latents"],
-                       json.loads(metadata["history"]), json.loads(metadata["settings"]))
+                       tensors["reference_maps"], json.loads(metadata["history"]), json.loads(metadata["settings"]))
         except Exception as error:  # safetensors raises several types for a damaged file
             raise ValueError(f"{path} is not a vstar noise file ({error})") from error
 
@@ -267,4 +270,4 @@ def optimize_initial_noise(
                 "reference": "frames" if isinstance(reference_video, np.ndarray) else str(reference_video),
                 "reference_sha256": reference_digest(reference_video)}
     return OptimizedNoise(params.mu.detach().cpu(), float(params.beta.detach()), float(params.gamma.detach()),
-                          latents.cpu(), history, settings)
+                          latents.cpu(), reference.cpu(), history, settings)
