@@ -59,9 +59,15 @@ def peak_bytes(fn: Callable[[], object], device: str | torch.device = "cpu") -> 
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    totals = [node.extra_fields.total_allocated for node in _walk(prof.profiler.kineto_results.experimental_event_tree())
-              if type(node.extra_fields).__name__ == "_ExtraFields_Allocation"]
-    return max(totals, default=0)
+    # the allocator's running total also counts what earlier profiled calls allocated and freed after their
+    # profiler stopped (their outputs), so the peak is the largest running sum of this call's own events
+    events = sorted((node for node in _walk(prof.profiler.kineto_results.experimental_event_tree())
+                     if type(node.extra_fields).__name__ == "_ExtraFields_Allocation"), key=lambda n: n.start_time_ns)
+    held = peak = 0
+    for event in events:
+        held += event.extra_fields.alloc_size
+        peak = max(peak, held)
+    return peak
 
 
 def seconds(fn: Callable[[], object], device: str | torch.device = "cpu") -> float:
