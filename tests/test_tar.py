@@ -104,15 +104,72 @@ def test_processor_concentrates_attention_near_the_diagonal():
     assert spread[1.0] < spread[8.0] < (plain * offsets).sum(-1).mean().item() + 1e-6
 
 
-def test_chunking_does_not_change_the_result():
-    attn = make_attention()
-    x = torch.randn(37, 9, 16)
+@pytest.mark.parametrize("mode", ["row", "head", "global"])
+@pytest.mark.parametrize("max_chunk_bytes", [1, 3000, 20000])  # one head (global: sequence), some heads, sequences
+def test_chunking_does_not_change_the_result(mode, max_chunk_bytes):
+    attn = make_attention(channels=32, heads=4).double()
+    x = torch.randn(37, 9, 32, dtype=torch.float64)
     with torch.no_grad():
-        attn.set_processor(TARProcessor(1.0))
+        attn.set_processor(TARProcessor(1.0, max_mode=mode, max_chunk_bytes=2**30))
         whole = attn(x)
-        attn.set_processor(TARProcessor(1.0, max_chunk_bytes=1))  # one sequence per chunk
+        attn.set_processor(TARProcessor(1.0, max_mode=mode, max_chunk_bytes=max_chunk_bytes))
         chunked = attn(x)
-    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)  # only BLAS batch-size rounding
+        want = slow_tar_attention(attn, x, 1.0, 1.0, mode).double()
+    torch.testing.assert_close(chunked, whole, atol=1e-12, rtol=0)
+    torch.testing.assert_close(whole, want, atol=1e-6, rtol=0)  # the reference rounds its result to float32
+
+
+def test_float64_inputs_are_computed_in_float64():
+    attn = make_attention().double()
+    x = torch.randn(3, 7, 16, dtype=torch.float64) * 2
+    attn.set_processor(TARProcessor(1.5, max_chunk_bytes=1000))
+    with torch.no_grad():
+        got = attn(x)
+        q, k, v = (m(x).view(3, 7, 2, 8).transpose(1, 2) for m in (attn.to_q, attn.to_k, attn.to_v))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(8)
+        band = torch.tensor(slow_band(7, 1.5), dtype=torch.float64)
+        probs = torch.softmax(scores + scores.amax(-1, keepdim=True) * band, dim=-1)
+        want = attn.to_out[0]((probs @ v).transpose(1, 2).reshape(3, 7, 16))
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
+def peak_bytes(fn):
+    """Most bytes the CPU allocator held at once during ``fn()`` above what it held before."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def walk(nodes):
+        for node in nodes:
+            yield node
+            yield from walk(node.children)
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((n for n in walk(prof.profiler.kineto_results.experimental_event_tree())
+                     if type(n.extra_fields).__name__ == "_ExtraFields_Allocation"), key=lambda n: n.start_time_ns)
+    held = peak = 0
+    for event in events:
+        held += event.extra_fields.alloc_size
+        peak = max(peak, held)
+    return peak
+
+
+@pytest.mark.parametrize("frames,heads,max_chunk_bytes", [(16, 8, 2**22), (64, 2, 2**22), (64, 8, 2**14), (96, 4, 1)])
+def test_peak_memory_stays_within_stock_attention(frames, heads, max_chunk_bytes):
+    """The work buffer takes the place of the queries, keys and values that stock attention keeps alive
+    while it projects its output; beyond them TAR holds at most ``max_chunk_bytes``."""
+    attn = make_attention(channels=32, heads=heads)
+    x = torch.randn(64, frames, 32)
+    tensor = x.numel() * 4
+    with torch.no_grad():
+        attn.set_processor(AttnProcessor2_0())
+        stock = peak_bytes(lambda: attn(x))
+        attn.set_processor(TARProcessor(1.0, max_chunk_bytes=max_chunk_bytes))
+        attn(x)  # the band is made once and shared
+        tar = peak_bytes(lambda: attn(x))
+    assert tar <= stock
+    one_head = 4 * frames * (frames + 1 + 4 * 32 // heads)
+    assert tar <= 4 * tensor + max(min(max_chunk_bytes, tensor), one_head)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -7,6 +7,7 @@ attention closer to neighbouring frames, which lets the video change more over t
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from vstar.temporal_attention import INIT_LEVEL, temporal_attention_layers
 
 MaxMode = Literal["row", "head", "global"]
 MAX_MODES: tuple[str, ...] = ("row", "head", "global")
-DEFAULT_CHUNK_BYTES = 256 * 2**10  # one chunk of TAR's working buffers stays in the CPU's cache
+DEFAULT_CHUNK_BYTES = 4 * 2**20  # TAR's work buffer (measured fastest on CPU, see TARProcessor)
 
 # The paper names UNet levels by the latent width of VideoCrafter2 at 320x512 (64, 32, 16, 8).
 RESOLUTION_LEVELS: dict[str, int] = {"64": 0, "32": 1, "16": 2, "8": 3}
@@ -51,6 +52,12 @@ def regularization_matrix(
     return band.to(dtype or torch.get_default_dtype())
 
 
+@functools.lru_cache(maxsize=16)
+def _shared_band(num_frames: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """One band per length, sigma, device and dtype, shared by all processors (F*F numbers each)."""
+    return regularization_matrix(num_frames, sigma, device=device, dtype=dtype)
+
+
 @dataclass
 class TARState:
     """Mutable switch shared by the processors of one UNet; the pipeline turns it off after the early steps."""
@@ -65,15 +72,19 @@ class TARProcessor:
     ``M`` = max of ``S`` per query row (``"row"``, the authors' release), per head (``"head"``) or over all
     heads and rows of a sequence (``"global"``), and attends with ``softmax(S + strength * M * dA) @ V``.
 
-    The work runs in chunks of sequences (and of heads, for ``"row"`` and ``"head"`` when one sequence is
-    larger than the bound): for each chunk the float32 logits are formed once in a reused buffer, the bias,
-    the softmax and the product with ``V`` are applied in place, and the result is written straight into
-    the output. ``max_chunk_bytes`` bounds the memory this adds to stock attention: the logits buffer and
-    its row statistics, plus float32 copies of the chunk's queries, keys and values for half-precision
-    inputs. The bound is kept down to one head (``"row"``, ``"head"``) or one sequence (``"global"``) per
-    chunk; a single one larger than it is processed alone. The default (256 KiB) keeps a chunk in the CPU's
-    cache, which is also the fastest choice there. While ``state.active`` is False or ``strength == 0`` it
-    defers to ``fallback`` (the processor it replaced, stock attention by default) at no extra cost.
+    The work runs in chunks of sequences (or of the heads of one sequence when one is larger than the
+    bound; ``"global"`` keeps a sequence's heads together, as its ``M`` spans them). One work buffer serves
+    every chunk: the chunk's queries, keys and values are copied into it head-major, the logits are formed
+    once (the scale folded into the product), biased and normalised in place, multiplied with ``V`` and
+    written straight into the output. The buffer (float32; float64 for float64 inputs) holds at most
+    ``max_chunk_bytes`` and never more than the layer's input: stock attention keeps its queries, keys and
+    values alive while it projects its output, this processor frees them first, so its peak memory stays
+    at or below stock attention's. A single head (a single sequence for ``"global"``) larger than the bound
+    is processed alone. The band ``(F, F)`` is made once per length and sigma and shared by all
+    processors. The default bound, 4 MiB, measured fastest on CPU (``benchmarks/tar_overhead.py``):
+    smaller chunks pay more per-call overhead than they gain from the cache. While ``state.active`` is
+    False or ``strength == 0`` it defers to ``fallback`` (the processor it replaced, stock attention by
+    default) at no extra cost.
 
     Args:
         sigma: width of the Gaussian band; ignored when ``matrix`` is given.
@@ -82,7 +93,7 @@ class TARProcessor:
         state: shared :class:`TARState` for step gating (always active when None).
         fallback: processor used when inactive, and restored by :func:`remove_tar`.
         matrix: a custom ``(F, F)`` regularization matrix (e.g. a real video's frame similarity).
-        max_chunk_bytes: memory bound of one chunk's working buffers, see above.
+        max_chunk_bytes: memory bound of the work buffer, see above.
     """
 
     def __init__(self, sigma: float | None = 1.0, strength: float = 1.0, max_mode: MaxMode = "row", *,
@@ -103,26 +114,22 @@ class TARProcessor:
         self.fallback = fallback if fallback is not None else AttnProcessor2_0()
         self.matrix = matrix
         self.max_chunk_bytes = max_chunk_bytes
-        self._band_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     @property
     def active(self) -> bool:
         """Whether the next call regularizes (False: the call goes to ``fallback``)."""
         return self.strength != 0 and (self.state is None or self.state.active)
 
-    def band(self, num_frames: int, device: torch.device) -> torch.Tensor:
-        """The float32 ``(F, F)`` regularization matrix on ``device``."""
+    def band(self, num_frames: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The ``(F, F)`` regularization matrix on ``device`` in ``dtype``."""
         if self.matrix is not None:
             if self.matrix.shape[0] != num_frames:
                 raise ValueError(
                     f"custom TAR matrix is {self.matrix.shape[0]}x{self.matrix.shape[0]} but the video has "
                     f"{num_frames} frames; give an F x F matrix"
                 )
-            return self.matrix.to(device=device, dtype=torch.float32)
-        key = (num_frames, device)
-        if key not in self._band_cache:
-            self._band_cache[key] = regularization_matrix(num_frames, self.sigma, device=device, dtype=torch.float32)
-        return self._band_cache[key]
+            return self.matrix.to(device=device, dtype=dtype)
+        return _shared_band(num_frames, self.sigma, torch.device(device), dtype)
 
     def _peak(self, scores: torch.Tensor) -> torch.Tensor:
         """``M`` of ``(n, heads, F, F)`` logits, broadcastable to them."""
@@ -146,47 +153,59 @@ class TARProcessor:
                            scale: float) -> torch.Tensor:
         """``softmax(S + strength * M * dA) @ V`` in float32, ``(n, heads, F, d)``, in bounded chunks."""
         out = torch.empty(value.shape, dtype=torch.float32, device=value.device)
-        self._attend(*(t.transpose(1, 2) for t in (query, key, value, out)), scale)
+        self._attend(*(t.transpose(1, 2) for t in (query, key, value, out)), scale, self.max_chunk_bytes)
         return out
 
-    def chunk_shape(self, heads: int, num_frames: int, head_dim: int) -> tuple[int, int]:
-        """``(sequences, heads)`` of one chunk, so that its working buffers stay within ``max_chunk_bytes``.
+    def chunk_shape(self, heads: int, num_frames: int, head_dim: int, max_bytes: int,
+                    itemsize: int = 4) -> tuple[int, int]:
+        """``(sequences, heads)`` of one chunk, so that its working buffers stay within ``max_bytes``.
 
-        Per sequence and head a chunk holds float32 logits and probabilities ``(F, F)``, a row statistic
-        ``(F,)`` and float32 copies of its queries, keys, values and output ``(F, d)``. A chunk spans whole
-        sequences when one fits, else some heads of one sequence (``"global"``: all of them, as its ``M``
-        spans the heads).
+        Per sequence and head a chunk holds logits ``(F, F)``, a row statistic ``(F,)`` and copies of its
+        queries, keys, values and output ``(F, d)``, all of ``itemsize`` bytes. A chunk spans whole sequences
+        when one fits, else some heads of one sequence (``"global"``: all of them, as its ``M`` spans them).
         """
-        per_head = 4 * num_frames * (2 * num_frames + 1 + 4 * head_dim)
-        if self.max_mode == "global" or per_head * heads <= self.max_chunk_bytes:
-            return max(1, self.max_chunk_bytes // (per_head * heads)), heads
-        return 1, max(1, self.max_chunk_bytes // per_head)
+        per_head = itemsize * num_frames * (num_frames + 1 + 4 * head_dim)
+        if self.max_mode == "global" or per_head * heads <= max_bytes:
+            return max(1, max_bytes // (per_head * heads)), heads
+        return 1, max(1, max_bytes // per_head)
 
     def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor,
-                scale: float) -> None:
+                scale: float, max_bytes: int) -> None:
         """Write ``softmax(S + strength * M * dA) @ V`` into ``out``, chunk by chunk.
 
         All four are ``(n, F, heads, d)`` (the layout of the projections; any strides, ``out`` in any dtype).
-        The logits of a chunk are formed once (the scale folded into its queries) and biased and normalised
-        in two float32 buffers that every chunk reuses.
+        One work buffer of at most ``max_bytes`` (see :meth:`chunk_shape`; float32, float64 for float64
+        inputs) serves every chunk: the chunk's queries, keys and values are copied into it head-major, the
+        logits are formed once (the scale folded into the product), and the bias and the softmax are
+        applied in place.
         """
         batch, num_frames, heads, head_dim = query.shape
-        seqs, group = self.chunk_shape(heads, num_frames, head_dim)
-        seqs = min(seqs, batch)
-        band = self.band(num_frames, query.device)
-        buffers = torch.empty(2, seqs * group * num_frames * num_frames, dtype=torch.float32, device=query.device)
+        dtype = torch.promote_types(query.dtype, torch.float32)
+        seqs, group = self.chunk_shape(heads, num_frames, head_dim, max_bytes, dtype.itemsize)
+        pairs = min(seqs, batch) * group
+        band = self.band(num_frames, query.device, dtype)
+        sizes = (pairs * num_frames * num_frames,) + (pairs * num_frames * head_dim,) * 4
+        buffers = torch.empty(sum(sizes), dtype=dtype, device=query.device).split(sizes)
+
+        def head_major(buffer: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+            """``(c, g, a, b)`` -> a contiguous ``(c*g, a, b)`` copy in ``buffer``."""
+            return buffer[:part.numel()].view(part.shape).copy_(part).flatten(0, 1)
+
         for start in range(0, batch, seqs):
             rows = slice(start, min(start + seqs, batch))
             for first in range(0, heads, group):
                 cols = slice(first, min(first + group, heads))
-                q, k, v = (t[rows, :, cols].transpose(1, 2).float() for t in (query, key, value))  # (c, g, F, d)
-                shape = (*q.shape[:2], num_frames, num_frames)
-                scores = buffers[0, :math.prod(shape)].view(shape)
-                torch.matmul(q * scale, k.transpose(-1, -2), out=scores)
-                scores.addcmul_(self._peak(scores), band, value=self.strength)
-                weights = torch.softmax(scores, dim=-1, out=buffers[1, :scores.numel()].view(shape))
-                # (V^T P^T)^T: faster than P V for the small head sizes of temporal attention
-                out[rows, :, cols] = torch.matmul(v.transpose(-1, -2), weights.transpose(-1, -2)).permute(0, 3, 1, 2)
+                q = head_major(buffers[1], query[rows, :, cols].transpose(1, 2))  # (c*g, F, d)
+                k = head_major(buffers[2], key[rows, :, cols].transpose(1, 2))
+                # the product with V as (V^T P^T)^T: several times faster than P V for small heads
+                v_t = head_major(buffers[3], value[rows, :, cols].permute(0, 2, 3, 1))  # (c*g, d, F)
+                scores = buffers[0][:q.shape[0] * num_frames**2].view(-1, num_frames, num_frames)
+                torch.baddbmm(scores, q, k.transpose(1, 2), beta=0, alpha=scale, out=scores)
+                logits = scores.view(-1, cols.stop - cols.start, num_frames, num_frames)  # (c, g, F, F)
+                logits.addcmul_(self._peak(logits), band, value=self.strength)
+                torch.softmax(scores, dim=-1, out=scores)
+                out_t = torch.bmm(v_t, scores.transpose(1, 2), out=buffers[4][:v_t.numel()].view(v_t.shape))
+                out[rows, :, cols] = out_t.view(logits.shape[:2] + v_t.shape[1:]).permute(0, 3, 1, 2)
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -205,6 +224,9 @@ class TARProcessor:
         batch_size, num_frames, _ = hidden_states.shape
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        # the work buffer takes the place of stock attention's queries, keys and values during its output
+        # projection, which TAR frees first (see the class docstring)
+        max_bytes = min(self.max_chunk_bytes, hidden_states.numel() * hidden_states.element_size())
 
         query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
         head_dim = key.shape[-1] // attn.heads
@@ -214,16 +236,17 @@ class TARProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        out = torch.empty(batch_size, num_frames, attn.heads, head_dim, dtype=value.dtype, device=value.device)
-        self._attend(*(t.transpose(1, 2) for t in (query, key, value)), out, attn.scale)
+        hidden_states = torch.empty(batch_size, num_frames, attn.heads, head_dim, dtype=value.dtype,
+                                    device=value.device)
+        self._attend(*(t.transpose(1, 2) for t in (query, key, value)), hidden_states, attn.scale, max_bytes)
+        del query, key, value
 
-        hidden_states = out.view(batch_size, num_frames, attn.heads * head_dim)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states.view(batch_size, num_frames, -1)))
         if input_ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
         if attn.residual_connection:
             hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        return hidden_states.div_(attn.rescale_output_factor)
 
 
 _PRESET_TOKEN = re.compile(r"^(?P<res>64|32|16|8|init)D(?P<sigma>\d+(?:\.\d+)?)(?:S(?P<strength>\d+(?:\.\d+)?))?$")
