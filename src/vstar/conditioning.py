@@ -15,6 +15,8 @@ import torch
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
+from vstar.chunking import frame_rows
+
 InterpolationMode = Literal["linear", "step", "slerp"]
 INTERPOLATION_MODES: tuple[str, ...] = ("linear", "step", "slerp")
 
@@ -133,6 +135,9 @@ class PerFrameContextProcessor:
                  encoder_hidden_states: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
         context = self.holder.context
         if context is not None:
+            rows = frame_rows()  # the frames of this call when the UNet runs in chunks (vstar.chunking)
+            if rows is not None:
+                context = context[rows]
             if context.shape[0] != hidden_states.shape[0]:
                 raise ValueError(
                     f"per-frame context has {context.shape[0]} rows but the UNet runs {hidden_states.shape[0]} "

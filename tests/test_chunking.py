@@ -1,0 +1,75 @@
+"""Chunked execution: equal to the whole forward (per-frame text and TAR included), slices of the asked size,
+everything restored, bad input refused."""
+
+import pytest
+import torch
+from diffusers.models.resnet import ResnetBlock2D
+
+from vstar.backbones import load_backbone
+from vstar.chunking import chunkable_layers, chunked_execution
+from vstar.conditioning import cfg_context
+from vstar.tar import apply_tar, remove_tar
+
+
+@pytest.fixture(scope="module", params=["tiny-modelscope", "tiny-videocrafter2", "tiny-animatediff"])
+def backbone(request):
+    """In float64: in float32 the tiny random models amplify the rounding of smaller matrix products to 1e-4."""
+    return load_backbone(request.param).double()
+
+
+def inputs(backbone, num_frames=6):
+    torch.manual_seed(0)
+    d = backbone.defaults
+    latents = torch.randn(backbone.latent_shape(2, num_frames, d.height, d.width), dtype=torch.float64)
+    # a different text for every frame and branch, so that a slice meeting the wrong frames' text shows
+    width = backbone.encode_text(["x"]).shape[-1]
+    context = cfg_context(*torch.randn(2, num_frames, 7, width, dtype=torch.float64))
+    return latents, context
+
+
+@pytest.mark.parametrize("frames,sequences", [(5, 7), (2, 1), (4, None), (None, 50), (100, 1000)])
+def test_chunked_forward_equals_the_whole_forward(backbone, frames, sequences):
+    latents, context = inputs(backbone)
+    fps = backbone.defaults.cond_fps
+    apply_tar(backbone, "64D1_32D8")
+    try:
+        with torch.no_grad():
+            whole = backbone.model_output(latents, 500, context, fps=fps)
+            with chunked_execution(backbone, frames=frames, sequences=sequences):
+                chunked = backbone.model_output(latents, 500, context, fps=fps)
+    finally:
+        remove_tar(backbone)
+    torch.testing.assert_close(chunked, whole, atol=1e-10, rtol=1e-10)
+
+
+def test_layers_see_slices_of_the_asked_size(backbone):
+    latents, context = inputs(backbone)
+    spatial, blocks = chunkable_layers(backbone)
+    assert spatial and blocks
+    seen = {"spatial": set(), "temporal": set()}
+    resnet = next(m for m in spatial if isinstance(m, ResnetBlock2D))
+    hooks = [resnet.conv1.register_forward_pre_hook(lambda m, a: seen["spatial"].add(a[0].shape[0]))]
+    hooks += [block.attn1.to_q.register_forward_pre_hook(lambda m, a: seen["temporal"].add(a[0].shape[0]))
+              for block in blocks]
+    try:
+        with torch.no_grad(), chunked_execution(backbone, frames=5, sequences=7):
+            backbone.model_output(latents, 500, context, fps=backbone.defaults.cond_fps)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert max(seen["spatial"]) <= 5 and max(seen["temporal"]) <= 7
+    assert not any("forward" in m.__dict__ for m in spatial + blocks)  # restored
+
+
+def test_bad_chunk_sizes_and_nesting_are_refused(backbone):
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="positive integer or None"):
+            with chunked_execution(backbone, frames=bad):
+                pass
+    with chunked_execution(backbone, frames=4):
+        with pytest.raises(ValueError, match="already runs in chunks"):
+            with chunked_execution(backbone, frames=2):
+                pass
+    with pytest.raises(ValueError, match="no spatial layers"):
+        with chunked_execution(torch.nn.Linear(2, 2), frames=2):
+            pass
