@@ -3,6 +3,7 @@ and 10), TAR's dA matrices (figure S.10) and a video's change and frame similari
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def attention_figure(maps: Mapping[str, Mapping[int, torch.Tensor]], title: str 
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(name, fontsize=9)
+                ax.set_title(textwrap.fill(name, 32), fontsize=8)  # long prompts wrap instead of overlapping
             if col == 0:
                 ax.set_ylabel(f"level {level_name(level)}", fontsize=9)
     if image is not None:
