@@ -152,60 +152,57 @@ class TARProcessor:
     def regularized_output(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                            scale: float) -> torch.Tensor:
         """``softmax(S + strength * M * dA) @ V`` in float32, ``(n, heads, F, d)``, in bounded chunks."""
-        out = torch.empty(value.shape, dtype=torch.float32, device=value.device)
-        self._attend(*(t.transpose(1, 2) for t in (query, key, value, out)), scale, self.max_chunk_bytes)
-        return out
+        out_t = torch.empty(value.transpose(-1, -2).shape, dtype=torch.float32, device=value.device)
+        self._attend(query.contiguous(), key.contiguous(), value.transpose(-1, -2).contiguous(), out_t, scale,
+                     self.max_chunk_bytes)
+        return out_t.transpose(-1, -2)
 
-    def chunk_shape(self, heads: int, num_frames: int, head_dim: int, max_bytes: int,
-                    itemsize: int = 4) -> tuple[int, int]:
-        """``(sequences, heads)`` of one chunk, so that its working buffers stay within ``max_bytes``.
+    def chunk_shape(self, heads: int, num_frames: int, head_dim: int, max_bytes: int, itemsize: int = 4,
+                    copies: bool = False) -> tuple[int, int]:
+        """``(sequences, heads)`` of one chunk, so that its working memory stays within ``max_bytes``.
 
-        Per sequence and head a chunk holds logits ``(F, F)``, a row statistic ``(F,)`` and copies of its
-        queries, keys, values and output ``(F, d)``, all of ``itemsize`` bytes. A chunk spans whole sequences
-        when one fits, else some heads of one sequence (``"global"``: all of them, as its ``M`` spans them).
+        Per sequence and head a chunk holds logits ``(F, F)`` and a row statistic ``(F,)`` of ``itemsize``
+        bytes, and with ``copies`` (half-precision inputs) copies of its queries, keys, values and output
+        ``(F, d)`` at that precision. A chunk spans whole sequences when one fits, else some heads of one
+        sequence (``"global"``: all of them, as its ``M`` spans them).
         """
-        per_head = itemsize * num_frames * (num_frames + 1 + 4 * head_dim)
+        per_head = itemsize * num_frames * (num_frames + 1 + (4 * head_dim if copies else 0))
         if self.max_mode == "global" or per_head * heads <= max_bytes:
             return max(1, max_bytes // (per_head * heads)), heads
         return 1, max(1, max_bytes // per_head)
 
-    def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor,
+    def _attend(self, query: torch.Tensor, key: torch.Tensor, value_t: torch.Tensor, out_t: torch.Tensor,
                 scale: float, max_bytes: int) -> None:
-        """Write ``softmax(S + strength * M * dA) @ V`` into ``out``, chunk by chunk.
+        """Write ``(softmax(S + strength * M * dA) @ V)^T`` into ``out_t``, chunk by chunk.
 
-        All four are ``(n, F, heads, d)`` (the layout of the projections; any strides, ``out`` in any dtype).
-        One work buffer of at most ``max_bytes`` (see :meth:`chunk_shape`; float32, float64 for float64
-        inputs) serves every chunk: the chunk's queries, keys and values are copied into it head-major, the
-        logits are formed once (the scale folded into the product), and the bias and the softmax are
-        applied in place.
+        ``query`` and ``key`` are contiguous ``(n, heads, F, d)``; ``value_t`` (``V^T``) and ``out_t`` are
+        contiguous ``(n, heads, d, F)``, ``out_t`` in any dtype. One logits buffer of at most ``max_bytes``
+        (see :meth:`chunk_shape`; float32, float64 for float64 inputs) serves every chunk: the logits are
+        formed once (the scale folded into the product), and the bias and the softmax are applied in place.
         """
-        batch, num_frames, heads, head_dim = query.shape
+        batch, heads, num_frames, head_dim = query.shape
         dtype = torch.promote_types(query.dtype, torch.float32)
-        seqs, group = self.chunk_shape(heads, num_frames, head_dim, max_bytes, dtype.itemsize)
-        pairs = min(seqs, batch) * group
+        copies = dtype != query.dtype
+        seqs, group = self.chunk_shape(heads, num_frames, head_dim, max_bytes, dtype.itemsize, copies)
         band = self.band(num_frames, query.device, dtype)
-        sizes = (pairs * num_frames * num_frames,) + (pairs * num_frames * head_dim,) * 4
-        buffers = torch.empty(sum(sizes), dtype=dtype, device=query.device).split(sizes)
-
-        def head_major(buffer: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
-            """``(c, g, a, b)`` -> a contiguous ``(c*g, a, b)`` copy in ``buffer``."""
-            return buffer[:part.numel()].view(part.shape).copy_(part).flatten(0, 1)
-
+        logits_buffer = torch.empty(min(seqs, batch) * group * num_frames**2, dtype=dtype, device=query.device)
         for start in range(0, batch, seqs):
             rows = slice(start, min(start + seqs, batch))
             for first in range(0, heads, group):
                 cols = slice(first, min(first + group, heads))
-                q = head_major(buffers[1], query[rows, :, cols].transpose(1, 2))  # (c*g, F, d)
-                k = head_major(buffers[2], key[rows, :, cols].transpose(1, 2))
-                # the product with V as (V^T P^T)^T: several times faster than P V for small heads
-                v_t = head_major(buffers[3], value[rows, :, cols].permute(0, 2, 3, 1))  # (c*g, d, F)
-                scores = buffers[0][:q.shape[0] * num_frames**2].view(-1, num_frames, num_frames)
+                q, k, v_t, o_t = (t[rows, cols].flatten(0, 1) for t in (query, key, value_t, out_t))  # (c*g, ., .)
+                if copies:
+                    q, k, v_t = q.to(dtype), k.to(dtype), v_t.to(dtype)
+                scores = logits_buffer[:q.shape[0] * num_frames**2].view(-1, num_frames, num_frames)
                 torch.baddbmm(scores, q, k.transpose(1, 2), beta=0, alpha=scale, out=scores)
                 logits = scores.view(-1, cols.stop - cols.start, num_frames, num_frames)  # (c, g, F, F)
                 logits.addcmul_(self._peak(logits), band, value=self.strength)
                 torch.softmax(scores, dim=-1, out=scores)
-                out_t = torch.bmm(v_t, scores.transpose(1, 2), out=buffers[4][:v_t.numel()].view(v_t.shape))
-                out[rows, :, cols] = out_t.view(logits.shape[:2] + v_t.shape[1:]).permute(0, 3, 1, 2)
+                # (V^T P^T)^T: several times faster than P V for the small heads of temporal attention
+                if copies:
+                    o_t.copy_(torch.bmm(v_t, scores.transpose(1, 2)))
+                else:
+                    torch.bmm(v_t, scores.transpose(1, 2), out=o_t)
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -224,24 +221,27 @@ class TARProcessor:
         batch_size, num_frames, _ = hidden_states.shape
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        # the work buffer takes the place of stock attention's queries, keys and values during its output
-        # projection, which TAR frees first (see the class docstring)
-        max_bytes = min(self.max_chunk_bytes, hidden_states.numel() * hidden_states.element_size())
 
-        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        query, key, value = (t.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+        def heads_of(projected: torch.Tensor) -> torch.Tensor:
+            """``(n, F, heads*d)`` -> ``(n, heads, F, d)`` (a view)."""
+            return projected.view(batch_size, num_frames, attn.heads, -1).transpose(1, 2)
 
-        hidden_states = torch.empty(batch_size, num_frames, attn.heads, head_dim, dtype=value.dtype,
-                                    device=value.device)
-        self._attend(*(t.transpose(1, 2) for t in (query, key, value)), hidden_states, attn.scale, max_bytes)
-        del query, key, value
+        # head-major copies replace the projections one at a time, so at most four tensors of the size of
+        # `value` are alive at once (stock attention holds five while it projects its output); the logits
+        # buffer is bounded by one more
+        query = heads_of(attn.to_q(hidden_states))
+        query = (attn.norm_q(query) if attn.norm_q is not None else query).contiguous()
+        key = heads_of(attn.to_k(hidden_states))
+        key = (attn.norm_k(key) if attn.norm_k is not None else key).contiguous()
+        value_t = heads_of(attn.to_v(hidden_states)).transpose(-1, -2).contiguous()  # (n, heads, d, F)
+        out_t = torch.empty_like(value_t)
+        self._attend(query, key, value_t, out_t, attn.scale,
+                     min(self.max_chunk_bytes, value_t.numel() * value_t.element_size()))
+        del query, key, value_t
+        hidden_states = out_t.permute(0, 3, 1, 2).reshape(batch_size, num_frames, -1)  # (n, F, heads*d)
+        del out_t
 
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states.view(batch_size, num_frames, -1)))
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
         if attn.residual_connection:
