@@ -42,15 +42,22 @@ def test_chunked_forward_equals_the_whole_forward(backbone, frames, sequences):
     torch.testing.assert_close(chunked, whole, atol=1e-10, rtol=1e-10)
 
 
-def test_layers_see_slices_of_the_asked_size(backbone):
+def test_layers_see_slices_of_the_asked_size(backbone, monkeypatch):
     latents, context = inputs(backbone)
-    spatial, blocks = chunkable_layers(backbone)
-    assert spatial and blocks
-    seen = {"spatial": set(), "temporal": set()}
+    spatial, blocks, convs = chunkable_layers(backbone)
+    assert spatial and blocks and (convs or backbone.model_id == "tiny-animatediff")  # AnimateDiff: no temporal convs
+    seen = {"spatial": set(), "temporal": set(), "conv": set()}
     resnet = next(m for m in spatial if isinstance(m, ResnetBlock2D))
     hooks = [resnet.conv1.register_forward_pre_hook(lambda m, a: seen["spatial"].add(a[0].shape[0]))]
     hooks += [block.attn1.to_q.register_forward_pre_hook(lambda m, a: seen["temporal"].add(a[0].shape[0]))
               for block in blocks]
+    conv3d = torch.nn.functional.conv3d
+
+    def spy(x, *args, **kwargs):  # sequences of a (B, C, F, H, W) slice, and its width
+        seen["conv"].add((x[:, 0, 0].numel(), x.shape[4]))
+        return conv3d(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv3d", spy)
     try:
         with torch.no_grad(), chunked_execution(backbone, frames=5, sequences=7):
             backbone.model_output(latents, 500, context, fps=backbone.defaults.cond_fps)
@@ -58,7 +65,9 @@ def test_layers_see_slices_of_the_asked_size(backbone):
         for hook in hooks:
             hook.remove()
     assert max(seen["spatial"]) <= 5 and max(seen["temporal"]) <= 7
-    assert not any("forward" in m.__dict__ for m in spatial + blocks)  # restored
+    assert all(sequences <= max(7, 2 * width) for sequences, width in seen["conv"])  # at least one row of pixels
+    assert bool(seen["conv"]) == bool(convs)
+    assert not any("forward" in m.__dict__ for m in spatial + blocks + convs)  # restored
 
 
 def test_bad_chunk_sizes_and_nesting_are_refused(backbone):

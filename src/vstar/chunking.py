@@ -3,11 +3,12 @@
 A video UNet runs its spatial layers (resnets, spatial transformers, down- and upsamplers) on
 ``batch*frames`` images at once, and the transformer blocks of its temporal attention on ``batch*h*w``
 sequences of frames; their intermediate tensors grow with the number of frames. Each image and each
-sequence is computed on its own, so :func:`chunked_execution` runs those layers on slices of their inputs
-(``frames`` images or ``sequences`` sequences at a time) and writes every slice's result into one output
-tensor: a layer then holds its input, its output and one slice's intermediates. Temporal convolutions and
-the group norms of the temporal transformers still see all frames, and the result equals the unchunked
-forward up to float rounding (matrix products over fewer rows may round differently).
+sequence is computed on its own, so :func:`chunked_execution` runs those layers, and the convolutions over
+frames of the temporal conv layers, on slices of their inputs (``frames`` images or ``sequences`` sequences
+at a time) and writes every slice's result into one output tensor: a layer then holds its input, its
+output and one slice's intermediates. The group norms of the temporal layers still see all frames, and the
+result equals the unchunked forward up to float rounding (matrix products over fewer rows may round
+differently).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,68 +46,88 @@ def frame_rows() -> slice | None:
     return _frame_rows.get()
 
 
-def _slice_rows(value: Any, rows: slice, total: int) -> Any:
-    """``value[rows]`` for a tensor with ``total`` rows (one per image or sequence), else ``value``."""
-    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == total:
-        return value[rows]
+def _slice_rows(value: Any, dim: int, rows: slice, total: int) -> Any:
+    """Rows ``rows`` along ``dim`` of a tensor with ``total`` of them (one per image, sequence or latent row),
+    else ``value``."""
+    if isinstance(value, torch.Tensor) and value.ndim > dim and value.shape[dim] == total:
+        return value.narrow(dim, rows.start, rows.stop - rows.start)
     return value
 
 
-def _place(result: Any, piece: Any, rows: slice, total: int) -> Any:
-    """Copy ``piece`` (a tensor, a tuple or a diffusers output of them) into rows ``rows`` of ``result``,
-    allocating ``result`` with ``total`` rows at the first piece."""
+def _place(result: Any, piece: Any, dim: int, rows: slice, total: int) -> Any:
+    """Copy ``piece`` (a tensor, a tuple or a diffusers output of them) into rows ``rows`` along ``dim`` of
+    ``result``, allocating ``result`` with ``total`` rows at the first piece."""
     if piece is None:
         return None
     if isinstance(piece, torch.Tensor):
         if result is None:
-            result = piece.new_empty((total, *piece.shape[1:]))
-        result[rows] = piece
+            result = piece.new_empty((*piece.shape[:dim], total, *piece.shape[dim + 1:]))
+        result.narrow(dim, rows.start, rows.stop - rows.start).copy_(piece)
         return result
     if isinstance(piece, BaseOutput):
-        return type(piece)(**{k: _place(None if result is None else result[k], v, rows, total)
+        return type(piece)(**{k: _place(None if result is None else result[k], v, dim, rows, total)
                               for k, v in piece.items()})
     if isinstance(piece, tuple):
-        return tuple(_place(None if result is None else r, p, rows, total)
+        return tuple(_place(None if result is None else r, p, dim, rows, total)
                      for r, p in zip(result or (None,) * len(piece), piece, strict=True))
     raise TypeError(f"cannot run a layer in chunks that returns {type(piece).__name__}")
 
 
-def _run_in_chunks(forward: Callable[..., Any], first: str, size: int, by_frame: bool, *args: Any,
-                   **kwargs: Any) -> Any:
-    """``forward(*args, **kwargs)`` on ``size`` rows at a time of its first argument (named ``first``);
-    tensor arguments with as many rows (time embeddings, per-frame text) are sliced alike."""
-    total = (args[0] if args else kwargs[first]).shape[0]
+@dataclass(frozen=True)
+class _Chunking:
+    """How one layer runs in slices: along ``dim`` of its first argument, ``rows(x)`` rows at a time;
+    ``by_frame``: the rows are images of ``batch*frames`` (see :func:`frame_rows`)."""
+
+    dim: int
+    rows: Callable[[torch.Tensor], int]
+    by_frame: bool = False
+
+
+def _run_in_chunks(forward: Callable[..., Any], first: str, how: _Chunking, *args: Any, **kwargs: Any) -> Any:
+    """``forward(*args, **kwargs)`` on slices of its first argument (named ``first``); tensor arguments with
+    as many rows (time embeddings, per-frame text) are sliced alike."""
+    x = args[0] if args else kwargs[first]
+    total, size = x.shape[how.dim], how.rows(x)
     if total <= size:
         return forward(*args, **kwargs)
     result = None
     for start in range(0, total, size):
         rows = slice(start, min(start + size, total))
-        token = _frame_rows.set(rows) if by_frame else None
+        token = _frame_rows.set(rows) if how.by_frame else None
         try:
-            piece = forward(*(_slice_rows(a, rows, total) for a in args),
-                            **{k: _slice_rows(v, rows, total) for k, v in kwargs.items()})
+            piece = forward(*(_slice_rows(a, how.dim, rows, total) for a in args),
+                            **{k: _slice_rows(v, how.dim, rows, total) for k, v in kwargs.items()})
         finally:
             if token is not None:
                 _frame_rows.reset(token)
-        result = _place(result, piece, rows, total)
+        result = _place(result, piece, how.dim, rows, total)
     return result
 
 
-def chunkable_layers(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
-    """The spatial layers of a video UNet or a backbone's ``unet`` (independent per image) and the transformer blocks of its temporal
-    attention (independent per sequence), the layers :func:`chunked_execution` runs in slices."""
+def _pointwise_in_space(module: nn.Module) -> bool:
+    """A 3D convolution over frames only (kernel, stride 1x1 and no padding in height and width)."""
+    return (isinstance(module, nn.Conv3d) and module.kernel_size[1:] == (1, 1) and module.stride[1:] == (1, 1)
+            and module.padding[1:] == (0, 0))
+
+
+def chunkable_layers(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module], list[nn.Module]]:
+    """The layers of a video UNet (or a backbone's ``unet``) that :func:`chunked_execution` runs in slices:
+    spatial layers (independent per image), the transformer blocks of its temporal attention (independent
+    per sequence) and its temporal convolutions (independent per latent pixel)."""
     unet = getattr(model, "unet", model)  # a backbone's denoiser, not its VAE
-    spatial = [m for m in unet.modules() if isinstance(m, SPATIAL_LAYERS)]
     temporal = {id(layer.module) for layer in temporal_attention_layers(model)}
-    blocks = [m for m in model.modules() if isinstance(m, BasicTransformerBlock) and id(m.attn1) in temporal]
-    return spatial, blocks
+    spatial = [m for m in unet.modules() if isinstance(m, SPATIAL_LAYERS)]
+    blocks = [m for m in unet.modules() if isinstance(m, BasicTransformerBlock) and id(m.attn1) in temporal]
+    convs = [m for m in unet.modules() if _pointwise_in_space(m)]
+    return spatial, blocks, convs
 
 
 @contextlib.contextmanager
 def chunked_execution(model: nn.Module, frames: int | None = None, sequences: int | None = None) -> Iterator[None]:
-    """Within the block, ``model``'s spatial layers see at most ``frames`` images (of ``batch*frames``) per call
-    and its temporal transformer blocks at most ``sequences`` sequences (of ``batch*h*w``); None leaves
-    them whole.
+    """Within the block, ``model``'s spatial layers see at most ``frames`` images (of ``batch*frames``) per
+    call, and its temporal transformer blocks and temporal convolutions at most ``sequences`` sequences of
+    frames (of ``batch*h*w``; a temporal convolution takes whole rows of latent pixels, at least one); None
+    leaves them whole.
 
     ``model`` is a diffusers-style video UNet or a backbone (its ``unet``). Outputs equal the unchunked
     forward up to float rounding; smaller chunks hold less memory and cost more calls. The original
@@ -114,19 +136,24 @@ def chunked_execution(model: nn.Module, frames: int | None = None, sequences: in
     for name, size in (("frames", frames), ("sequences", sequences)):
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"{name} per chunk must be a positive integer or None, got {size!r}")
-    spatial, blocks = chunkable_layers(model)
+    spatial, blocks, convs = chunkable_layers(model)
     if not spatial:
         raise ValueError(f"{type(model).__name__} has no spatial layers (2D resnets, spatial transformers) "
                          "that vstar can run in chunks of frames")
-    plan = [(m, frames, True) for m in spatial] + [(m, sequences, False) for m in blocks]
-    plan = [(m, size, by_frame) for m, size, by_frame in plan if size is not None]
-    if any("forward" in m.__dict__ for m, _, _ in plan):
+    plan: list[tuple[nn.Module, _Chunking]] = []
+    if frames is not None:
+        plan += [(m, _Chunking(0, lambda x: frames, by_frame=True)) for m in spatial]
+    if sequences is not None:
+        plan += [(m, _Chunking(0, lambda x: sequences)) for m in blocks]
+        # (B, C, F, H, W): whole rows of W latent pixels of every video
+        plan += [(m, _Chunking(3, lambda x: max(1, sequences // (x.shape[0] * x.shape[4])))) for m in convs]
+    if any("forward" in m.__dict__ for m, _ in plan):
         raise ValueError(f"{type(model).__name__} already runs in chunks; leave the outer chunked_execution first")
     try:
-        for module, size, by_frame in plan:
+        for module, how in plan:
             first = next(iter(inspect.signature(module.forward).parameters))
-            module.forward = functools.partial(_run_in_chunks, module.forward, first, size, by_frame)
+            module.forward = functools.partial(_run_in_chunks, module.forward, first, how)
         yield
     finally:
-        for module, _, _ in plan:
+        for module, _ in plan:
             module.__dict__.pop("forward", None)
