@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The performance benchmarks on a CUDA machine, in well under 8 minutes; installs nothing.
+#
+#     bash benchmarks/gpu_check.sh [OUT_DIR]        (default: gpu_check)
+#
+# Writes OUT_DIR/<name>.txt (the printed tables, with the machine's description) and OUT_DIR/<name>.csv:
+#   tar_overhead_tiny   TAR presets vs off on the tiny models, float32, 16-256 frames
+#   tar_overhead_full   full-size ModelScope UNet3D and VideoCrafter2 architectures (random weights) at their
+#                       native latent size in float16, 16 and 64 frames
+#   scaling             step time and peak memory vs frames, whole and frame-chunked (plus a PNG)
+# Each step has its own time limit, so one slow step cannot take the others' time.
+set -u
+cd "$(dirname "$0")/.."
+OUT="${1:-gpu_check}"
+mkdir -p "$OUT"
+PY="${PYTHON:-.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device; this script is for GPU machines')" || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
+
+step() {  # step NAME SECONDS ARGS...: one benchmark under a time limit, its output kept
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (at most ${limit}s)"
+    timeout "$limit" "$PY" "$@" > "$OUT/$name.txt" 2>&1
+    echo "   exit $? -> $OUT/$name.txt"
+}
+
+step tar_overhead_tiny 90 benchmarks/tar_overhead.py --device cuda --models tiny-modelscope toy-shapes \
+    --frames 16 64 128 256 --rounds 5 --csv "$OUT/tar_overhead_tiny.csv"
+step tar_overhead_full 240 benchmarks/tar_overhead.py --device cuda --dtype float16 --models \
+    --full modelscope videocrafter2 --frames 16 64 --presets 64D1 64D1_32D8 --rounds 5 \
+    --csv "$OUT/tar_overhead_full.csv"
+step scaling 90 benchmarks/scaling.py --device cuda --frames 16 32 64 128 256 --rounds 3 --out "$OUT/scaling"
+echo "tables in $OUT/"
