@@ -68,6 +68,17 @@ def test_analyze_real_and_generated_side_by_side_with_bands(clip, tmp_path):
         assert (out / name).stat().st_size > 0
 
 
+def test_generation_with_a_replacement_records_the_fixed_map(tmp_path):
+    out = tmp_path / "replaced"
+    result = vstar("analyze", "--generate", "a red circle", "--model", "tiny-modelscope", "--frames", 5, "--steps", 2,
+                   "--no-tar", "--replace-attention", "identity:32", "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    generated = json.loads((out / "attention.json").read_text())["videos"]["generated: a red circle"]
+    assert generated["settings"]["replace_attention"] == "identity:32"
+    assert generated["levels"]["32"]["band_score"] == pytest.approx(0.0, abs=1e-6)
+    assert generated["levels"]["64"]["band_score"] > 0.5
+
+
 def test_plot_band_alone_needs_no_model(tmp_path):
     result = vstar("analyze", "--plot-band", "1,2,4,8,16", "--frames", 16, "--out", tmp_path / "bands")
     assert result.exit_code == 0, result.output
@@ -82,6 +93,9 @@ def test_analyze_refuses_bad_input_before_loading(clip, tmp_path):
         ((clip, "--model", "nope"), "nope"),
         ((clip, "--frames", 1), "--frames must be >= 2"),
         (("--generate", "a cat", "--model", "tiny-modelscope", "--tar", "99D1"), "cannot parse TAR preset"),
+        ((clip, "--replace-attention", "identity:64"), "add --generate PROMPT"),
+        (("--generate", "a cat", "--model", "tiny-modelscope", "--replace-attention", "identity:64"),
+         "both set the attention of level"),
     ]:
         result = vstar("analyze", *args, "--out", tmp_path / "x")
         assert result.exit_code == 2 and message in result.output, (args, result.output)

@@ -112,6 +112,9 @@ def analyze(
     guidance: Annotated[float | None, typer.Option(help="--generate: classifier-free guidance scale.")] = None,
     tar: Annotated[str | None, typer.Option(help="--generate: TAR preset, e.g. 64D1.")] = None,
     no_tar: Annotated[bool, typer.Option("--no-tar", help="--generate: switch TAR off.")] = False,
+    replace_attention: Annotated[str | None, typer.Option(help="--generate: fixed temporal attention, e.g. identity:64,32 or uniform:16.")] = None,
+    tar_reference: Annotated[Path | None, typer.Option(help="--generate: TAR's dA from this video's frame similarity.")] = None,
+    tar_reference_metric: Annotated[str, typer.Option(help="--generate: similarity of --tar-reference: ssim, mae, histogram or dreamsim.")] = "ssim",
     seed: Annotated[int, typer.Option(help="Seed of the noise (real video) and of the generation.")] = 0,
     plot_band: Annotated[str | None, typer.Option(help="Also plot TAR's dA for these sigmas, e.g. 1,2,4,8,16 (with --frames).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for attention.json, attention.png/.pdf (and bands.png/.pdf).")] = Path("outputs/analysis"),
@@ -124,7 +127,7 @@ def analyze(
     from vstar.analysis.plots import attention_figure, band_figure, save_figure
     from vstar.analysis.real_video import prepare_video, record_video_attention
     from vstar.backbones import DEFAULT_MODEL, get_spec
-    from vstar.cli import generation_config
+    from vstar.cli import attention_changes, generation_config
     from vstar.io import check_writable, read_video, write_video
     from vstar.tar import regularization_matrix
 
@@ -141,7 +144,10 @@ def analyze(
     if generate is not None:
         config = generation_config(
             {"num_frames": frames, "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed},
-            {"preset": tar, "off": no_tar, "max_mode": None, "strength": None, "step_fraction": None}, {}, model)
+            {"preset": tar, "off": no_tar, "max_mode": None, "strength": None, "step_fraction": None}, {}, model,
+            attention_changes(replace_attention, tar_reference, tar_reference_metric))
+    elif replace_attention is not None or tar_reference is not None:
+        raise ValueError("--replace-attention and --tar-reference act on a generation; add --generate PROMPT")
     outputs = ([out / "attention.json", out / "attention.png", out / "attention.pdf"] if video or generate else [])
     outputs += [out / "bands.png", out / "bands.pdf"] if sigmas else []
     outputs += [out / "generated.mp4"] if generate is not None else []
