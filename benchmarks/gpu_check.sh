@@ -8,6 +8,7 @@
 #   tar_overhead_full   full-size ModelScope UNet3D and VideoCrafter2 architectures (random weights) at their
 #                       native latent size in float16, 16 and 64 frames
 #   scaling             step time and peak memory vs frames, whole and frame-chunked (plus a PNG)
+#   vs_freenoise        one pass (TAR off and on) vs FreeNoise windows at 64 frames (text only)
 # Each step has its own time limit, so one slow step cannot take the others' time.
 set -u
 cd "$(dirname "$0")/.."
@@ -32,4 +33,5 @@ step tar_overhead_full 240 benchmarks/tar_overhead.py --device cuda --dtype floa
     --full modelscope videocrafter2 --frames 16 64 --presets 64D1 64D1_32D8 --rounds 5 \
     --csv "$OUT/tar_overhead_full.csv"
 step scaling 90 benchmarks/scaling.py --device cuda --frames 16 32 64 128 256 --rounds 3 --out "$OUT/scaling"
+step vs_freenoise 60 benchmarks/vs_freenoise.py --device cuda --frames 64 --rounds 5
 echo "tables in $OUT/"
