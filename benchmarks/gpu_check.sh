@@ -27,11 +27,11 @@ step() {  # step NAME SECONDS ARGS...: one benchmark under a time limit, its out
     echo "   exit $? -> $OUT/$name.txt"
 }
 
-step tar_overhead_tiny 90 benchmarks/tar_overhead.py --device cuda --models tiny-modelscope toy-shapes \
+step tar_overhead_tiny 80 benchmarks/tar_overhead.py --device cuda --models tiny-modelscope toy-shapes \
     --frames 16 64 128 256 --rounds 5 --csv "$OUT/tar_overhead_tiny.csv"
-step tar_overhead_full 240 benchmarks/tar_overhead.py --device cuda --dtype float16 --models \
+step tar_overhead_full 220 benchmarks/tar_overhead.py --device cuda --dtype float16 --models \
     --full modelscope videocrafter2 --frames 16 64 --presets 64D1 64D1_32D8 --rounds 5 \
     --csv "$OUT/tar_overhead_full.csv"
-step scaling 90 benchmarks/scaling.py --device cuda --frames 16 32 64 128 256 --rounds 3 --out "$OUT/scaling"
-step vs_freenoise 60 benchmarks/vs_freenoise.py --device cuda --frames 64 --rounds 5
+step scaling 80 benchmarks/scaling.py --device cuda --frames 16 32 64 128 256 --rounds 3 --out "$OUT/scaling"
+step vs_freenoise 50 benchmarks/vs_freenoise.py --device cuda --frames 64 --rounds 5
 echo "tables in $OUT/"
