@@ -2,9 +2,10 @@
 interleaved A/B timing with a warm-up and the median of several rounds.
 
 Times are CPU seconds of this process on the CPU (so that other programs on the machine do not count) and
-wall seconds on CUDA. Peak memory is the largest number of bytes that torch's CPU allocator held at once during a call, over what
-it held before the call (the model's weights and the inputs are not counted), read from the profiler's
-allocation events; on CUDA it is ``torch.cuda.max_memory_allocated`` over the same baseline.
+wall seconds on CUDA. Peak memory (``peak_bytes``, :func:`vstar.resources.peak_allocated`) is the largest
+number of bytes that torch's allocator held at once during a call, over what it held before the call (the
+model's weights and the inputs are not counted): from the profiler's allocation events on the CPU, from
+``torch.cuda.max_memory_allocated`` on CUDA.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
+from vstar.resources import peak_allocated as peak_bytes
+
+__all__ = ["MiB", "interleaved_medians", "machine", "peak_bytes", "seconds", "setup"]
 MiB = 2**20
 
 
@@ -38,36 +42,6 @@ def machine() -> str:
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (f"{cpu} ({os.cpu_count()} cores){gpu}, {torch.get_num_threads()} torch threads, "
             f"torch {torch.__version__}, {platform.python_implementation()} {platform.python_version()}")
-
-
-def _walk(nodes: list) -> Iterator:
-    for node in nodes:
-        yield node
-        yield from _walk(node.children)
-
-
-def peak_bytes(fn: Callable[[], object], device: str | torch.device = "cpu") -> int:
-    """Peak bytes allocated during ``fn()`` above what was allocated when it started."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # the allocator's running total also counts what earlier profiled calls allocated and freed after their
-    # profiler stopped (their outputs), so the peak is the largest running sum of this call's own events
-    events = sorted((node for node in _walk(prof.profiler.kineto_results.experimental_event_tree())
-                     if type(node.extra_fields).__name__ == "_ExtraFields_Allocation"), key=lambda n: n.start_time_ns)
-    held = peak = 0
-    for event in events:
-        held += event.extra_fields.alloc_size
-        peak = max(peak, held)
-    return peak
 
 
 def seconds(fn: Callable[[], object], device: str | torch.device = "cpu") -> float:

@@ -8,6 +8,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vstar.resources import peak_allocated
 from vstar.tar import (
     INIT_LEVEL,
     TARConfig,
@@ -134,26 +135,6 @@ def test_float64_inputs_are_computed_in_float64():
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
 
 
-def peak_bytes(fn):
-    """Most bytes the CPU allocator held at once during ``fn()`` above what it held before."""
-    from torch.profiler import ProfilerActivity, profile
-
-    def walk(nodes):
-        for node in nodes:
-            yield node
-            yield from walk(node.children)
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((n for n in walk(prof.profiler.kineto_results.experimental_event_tree())
-                     if type(n.extra_fields).__name__ == "_ExtraFields_Allocation"), key=lambda n: n.start_time_ns)
-    held = peak = 0
-    for event in events:
-        held += event.extra_fields.alloc_size
-        peak = max(peak, held)
-    return peak
-
-
 @pytest.mark.parametrize("frames,heads,max_chunk_bytes", [(16, 8, 2**22), (64, 2, 2**22), (64, 8, 2**14), (96, 4, 1)])
 def test_peak_memory_stays_within_stock_attention(frames, heads, max_chunk_bytes):
     """The work buffer takes the place of the queries, keys and values that stock attention keeps alive
@@ -163,10 +144,10 @@ def test_peak_memory_stays_within_stock_attention(frames, heads, max_chunk_bytes
     tensor = x.numel() * 4
     with torch.no_grad():
         attn.set_processor(AttnProcessor2_0())
-        stock = peak_bytes(lambda: attn(x))
+        stock = peak_allocated(lambda: attn(x))
         attn.set_processor(TARProcessor(1.0, max_chunk_bytes=max_chunk_bytes))
         attn(x)  # the band is made once and shared
-        tar = peak_bytes(lambda: attn(x))
+        tar = peak_allocated(lambda: attn(x))
     assert tar <= stock
     one_head = 4 * frames * (frames + 1 + 4 * 32 // heads)
     assert tar <= 4 * tensor + max(min(max_chunk_bytes, tensor), one_head)

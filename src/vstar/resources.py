@@ -15,6 +15,7 @@ what the estimate says cannot fit; ``--no-memory-check`` (``check_memory=False``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psutil
@@ -80,3 +81,37 @@ def check_memory(defaults: BackboneDefaults, name: str, num_frames: int, height:
         f"{need.host_bytes / GIB:.1f} GiB of memory (available {free_host / GIB:.1f} GiB); {advice}, or pass "
         "--no-memory-check (check_memory=False) to try anyway"
     )
+
+
+def _walk(nodes: list) -> Iterator:
+    for node in nodes:
+        yield node
+        yield from _walk(node.children)
+
+
+def peak_allocated(fn: Callable[[], object], device: str | torch.device = "cpu") -> int:
+    """Most bytes torch's allocator held at once during ``fn()`` above what it held when ``fn`` started.
+
+    On CUDA from ``torch.cuda.max_memory_allocated``; on the CPU from the profiler's allocation events
+    (the largest running sum of this call's own events: the allocator's running total also keeps what
+    earlier profiled calls allocated and freed after their profiler stopped). How the figures behind the
+    estimate and the memory claims of TAR and chunked execution are measured.
+    """
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((node for node in _walk(prof.profiler.kineto_results.experimental_event_tree())
+                     if type(node.extra_fields).__name__ == "_ExtraFields_Allocation"), key=lambda n: n.start_time_ns)
+    held = peak = 0
+    for event in events:
+        held += event.extra_fields.alloc_size
+        peak = max(peak, held)
+    return peak
