@@ -135,6 +135,14 @@ def test_float64_inputs_are_computed_in_float64():
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
 
 
+def test_chunk_bound_is_the_device_default_or_the_given_one_and_never_above_the_values():
+    small, big = torch.empty(64, 8, 64, 16), torch.empty(64, 8, 64, 128)  # 2 MiB and 16 MiB of float32
+    assert TARProcessor(1.0).chunk_bound(small) == small.numel() * 4
+    assert TARProcessor(1.0).chunk_bound(big) == 4 * 2**20  # the CPU default
+    assert TARProcessor(1.0, max_chunk_bytes=1000).chunk_bound(big) == 1000
+    assert TARProcessor(1.0).chunk_bound(big.to("meta")) == big.numel() * 4  # other devices: few large chunks
+
+
 @pytest.mark.parametrize("frames,heads,max_chunk_bytes", [(16, 8, 2**22), (64, 2, 2**22), (64, 8, 2**14), (96, 4, 1)])
 def test_peak_memory_stays_within_stock_attention(frames, heads, max_chunk_bytes):
     """The work buffer takes the place of the queries, keys and values that stock attention keeps alive

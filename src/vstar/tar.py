@@ -22,7 +22,7 @@ from vstar.temporal_attention import INIT_LEVEL, temporal_attention_layers
 
 MaxMode = Literal["row", "head", "global"]
 MAX_MODES: tuple[str, ...] = ("row", "head", "global")
-DEFAULT_CHUNK_BYTES = 4 * 2**20  # TAR's work buffer (measured fastest on CPU, see TARProcessor)
+DEFAULT_CHUNK_BYTES = 4 * 2**20  # TAR's logits buffer on the CPU (measured fastest, see TARProcessor)
 
 # The paper names UNet levels by the latent width of VideoCrafter2 at 320x512 (64, 32, 16, 8).
 RESOLUTION_LEVELS: dict[str, int] = {"64": 0, "32": 1, "16": 2, "8": 3}
@@ -72,19 +72,21 @@ class TARProcessor:
     ``M`` = max of ``S`` per query row (``"row"``, the authors' release), per head (``"head"``) or over all
     heads and rows of a sequence (``"global"``), and attends with ``softmax(S + strength * M * dA) @ V``.
 
-    The work runs in chunks of sequences (or of the heads of one sequence when one is larger than the
-    bound; ``"global"`` keeps a sequence's heads together, as its ``M`` spans them). One work buffer serves
-    every chunk: the chunk's queries, keys and values are copied into it head-major, the logits are formed
-    once (the scale folded into the product), biased and normalised in place, multiplied with ``V`` and
-    written straight into the output. The buffer (float32; float64 for float64 inputs) holds at most
-    ``max_chunk_bytes`` and never more than the layer's input: stock attention keeps its queries, keys and
+    The queries, keys and ``V^T`` are made head-major once per call (each replacing its projection), and the
+    work runs in chunks of sequences (or of the heads of one sequence when one is larger than the bound;
+    ``"global"`` keeps a sequence's heads together, as its ``M`` spans them): one logits buffer serves every
+    chunk, the logits are formed once (the scale folded into the product), biased and normalised in place,
+    and their product with ``V`` is written straight into the output. The buffer (float32; float64 for
+    float64 inputs; plus float32 copies of the chunk's inputs for half precision) holds at most
+    ``max_chunk_bytes`` and never more than the layer's ``V``: stock attention keeps its queries, keys and
     values alive while it projects its output, this processor frees them first, so its peak memory stays
     at or below stock attention's. A single head (a single sequence for ``"global"``) larger than the bound
     is processed alone. The band ``(F, F)`` is made once per length and sigma and shared by all
-    processors. The default bound, 4 MiB, measured fastest on CPU (``benchmarks/tar_overhead.py``):
-    smaller chunks pay more per-call overhead than they gain from the cache. While ``state.active`` is
-    False or ``strength == 0`` it defers to ``fallback`` (the processor it replaced, stock attention by
-    default) at no extra cost.
+    processors. By default the bound is 4 MiB on the CPU, measured fastest there (``benchmarks/
+    tar_overhead.py``: smaller chunks pay more per-call overhead than they gain from the cache), and only the
+    size of ``V`` on other devices (few, large chunks for a GPU). While ``state.active`` is False or
+    ``strength == 0`` it defers to ``fallback`` (the processor it replaced, stock attention by default) at
+    no extra cost.
 
     Args:
         sigma: width of the Gaussian band; ignored when ``matrix`` is given.
@@ -93,19 +95,19 @@ class TARProcessor:
         state: shared :class:`TARState` for step gating (always active when None).
         fallback: processor used when inactive, and restored by :func:`remove_tar`.
         matrix: a custom ``(F, F)`` regularization matrix (e.g. a real video's frame similarity).
-        max_chunk_bytes: memory bound of the work buffer, see above.
+        max_chunk_bytes: memory bound of the logits buffer, see above (None: the device's default).
     """
 
     def __init__(self, sigma: float | None = 1.0, strength: float = 1.0, max_mode: MaxMode = "row", *,
                  state: TARState | None = None, fallback: Any = None, matrix: torch.Tensor | None = None,
-                 max_chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+                 max_chunk_bytes: int | None = None):
         if matrix is None:
             _check_sigma(sigma)  # type: ignore[arg-type]
         elif matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"matrix must be square (F, F), got {tuple(matrix.shape)}")
         if max_mode not in MAX_MODES:
             raise ValueError(f"unknown max_mode {max_mode!r}; choose one of {', '.join(MAX_MODES)}")
-        if max_chunk_bytes < 1:
+        if max_chunk_bytes is not None and max_chunk_bytes < 1:
             raise ValueError(f"max_chunk_bytes must be positive, got {max_chunk_bytes}")
         self.sigma = sigma
         self.strength = float(strength)
@@ -152,10 +154,17 @@ class TARProcessor:
     def regularized_output(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                            scale: float) -> torch.Tensor:
         """``softmax(S + strength * M * dA) @ V`` in float32, ``(n, heads, F, d)``, in bounded chunks."""
-        out_t = torch.empty(value.transpose(-1, -2).shape, dtype=torch.float32, device=value.device)
-        self._attend(query.contiguous(), key.contiguous(), value.transpose(-1, -2).contiguous(), out_t, scale,
-                     self.max_chunk_bytes)
+        value_t = value.transpose(-1, -2).contiguous()
+        out_t = torch.empty(value_t.shape, dtype=torch.float32, device=value.device)
+        self._attend(query.contiguous(), key.contiguous(), value_t, out_t, scale, self.chunk_bound(value_t))
         return out_t.transpose(-1, -2)
+
+    def chunk_bound(self, value: torch.Tensor) -> int:
+        """Bytes the logits buffer may hold for a layer whose values are ``value`` (see above)."""
+        size = value.numel() * value.element_size()
+        if self.max_chunk_bytes is not None:
+            return min(self.max_chunk_bytes, size)
+        return min(DEFAULT_CHUNK_BYTES, size) if value.device.type == "cpu" else size
 
     def chunk_shape(self, heads: int, num_frames: int, head_dim: int, max_bytes: int, itemsize: int = 4,
                     copies: bool = False) -> tuple[int, int]:
@@ -235,8 +244,7 @@ class TARProcessor:
         key = (attn.norm_k(key) if attn.norm_k is not None else key).contiguous()
         value_t = heads_of(attn.to_v(hidden_states)).transpose(-1, -2).contiguous()  # (n, heads, d, F)
         out_t = torch.empty_like(value_t)
-        self._attend(query, key, value_t, out_t, attn.scale,
-                     min(self.max_chunk_bytes, value_t.numel() * value_t.element_size()))
+        self._attend(query, key, value_t, out_t, attn.scale, self.chunk_bound(value_t))
         del query, key, value_t
         hidden_states = out_t.permute(0, 3, 1, 2).reshape(batch_size, num_frames, -1)  # (n, F, heads*d)
         del out_t
