@@ -7,11 +7,13 @@
 
 One forward is a CFG batch of 2 videos at the model's default size, timestep 500. Every round runs TAR off,
 each preset, and the first preset installed but inactive (a later denoising step) in turn, after a warm-up
-round; the table shows medians and the ratios to TAR off. ``attn s`` is the time spent inside all temporal
-attention processors (stock or TAR) during one forward, and ``extra`` = (attn s - attn s of TAR off) / the
-forward time of TAR off: TAR's own cost as a fraction of a forward. On a shared machine whole forwards vary
-by several percent from round to round; ``extra`` varies far less. Peak memory is the most the allocator
-held during one forward above what it held before (weights and inputs are not counted; see ``measure.py``).
+round; the table shows medians and the ratios to TAR off. On a shared machine whole forwards vary by several
+percent from round to round, so TAR's own cost is also measured paired: in separate forwards every active TAR
+layer runs both as TAR and as the stock processor it replaced, back to back on the same input (alternating
+which goes first); ``layers s`` is the TAR layers' seconds per forward, ``x stock`` their ratio to the same
+layers run stock, and ``extra`` = (TAR - stock seconds) / the forward time of TAR off, TAR's cost as a
+fraction of a forward. Peak memory is the most the allocator held during one forward above what it held
+before (weights and inputs are not counted; see ``measure.py``).
 
 ``--full`` builds full-size architectures from their configs with random weights (the ModelScope UNet3D of
 ``ali-vilab/text-to-video-ms-1.7b`` and the VideoCrafter2 port; about 5.6 GB each in float32) and runs them at
@@ -34,6 +36,7 @@ from torch import nn
 from vstar import TARState, apply_tar, remove_tar
 from vstar.backbones import load_backbone
 from vstar.conditioning import cfg_context
+from vstar.tar import TARProcessor
 from vstar.temporal_attention import temporal_attention_layers
 
 
@@ -102,85 +105,96 @@ def settings(model: nn.Module, presets: list[str]) -> dict[str, Callable[[], obj
     return out
 
 
-class AttentionClock:
-    """Seconds spent in a model's temporal attention processors during the calls since :meth:`reset`.
+class PairedClock:
+    """Runs every active TAR layer of a model twice per call, as TAR and as the stock processor it replaced
+    (in alternating order), and adds up the seconds of each.
 
-    Whole forwards on a shared machine vary by several percent between rounds; the time inside the layers
-    that TAR replaces, against the same layers' stock time, measures TAR's own cost with far less noise.
+    Whole forwards on a shared machine vary by several percent between rounds; the two versions of the same
+    layer timed back to back on the same input see the same machine, so their difference is TAR's own cost
+    with far less noise.
     """
 
     def __init__(self, model: nn.Module, device: str):
-        self.model, self.device, self.seconds = model, device, 0.0
+        self.model, self.device = model, device
+        self.tar = self.stock = 0.0
+        self.calls = 0
 
     def attach(self) -> None:
         for layer in temporal_attention_layers(self.model):
-            layer.set_processor(_Timed(layer.processor, self))
+            if isinstance(layer.processor, TARProcessor) and layer.processor.active:
+                layer.set_processor(_Paired(layer.processor, self))
 
     def detach(self) -> None:
         for layer in temporal_attention_layers(self.model):
-            if isinstance(layer.processor, _Timed):
-                layer.set_processor(layer.processor.inner)
+            if isinstance(layer.processor, _Paired):
+                layer.set_processor(layer.processor.tar)
 
 
-class _Timed:
-    """Wraps a processor and adds the seconds of every call to a clock."""
+class _Paired:
+    """A TAR processor that also runs its fallback on the same input and times both (see PairedClock)."""
 
-    def __init__(self, inner: Any, clock: AttentionClock):
-        self.inner, self.clock = inner, clock
+    def __init__(self, tar: TARProcessor, clock: PairedClock):
+        self.tar, self.clock = tar, clock
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         result = []
-        self.clock.seconds += seconds(lambda: result.append(self.inner(*args, **kwargs)), self.clock.device)
-        return result[0]
+        order = ("tar", "stock") if self.clock.calls % 2 else ("stock", "tar")
+        self.clock.calls += 1
+        for name in order:
+            processor = self.tar if name == "tar" else self.tar.fallback
+            elapsed = seconds(lambda p=processor: result.append(p(*args, **kwargs)), self.clock.device)
+            setattr(self.clock, name, getattr(self.clock, name) + elapsed)
+        return result[order.index("tar")]
+
+
+def paired_seconds(clock: PairedClock, call: Callable[[], object], rounds: int) -> tuple[float, float]:
+    """Median seconds per forward of the TAR layers as TAR and as stock, after a warm-up forward."""
+    per_forward = []
+    clock.attach()
+    try:
+        for _ in range(rounds + 1):
+            clock.tar = clock.stock = 0.0
+            call()
+            per_forward.append((clock.tar, clock.stock))
+    finally:
+        clock.detach()
+    tar, stock = zip(*per_forward[1:], strict=True)
+    return statistics.median(tar), statistics.median(stock)
 
 
 def measure(subject: Subject, frames: list[int], presets: list[str], rounds: int, device: str) -> list[dict]:
     rows = []
     installs = settings(subject.model, presets)
-    clock = AttentionClock(subject.model, device)
+    clock = PairedClock(subject.model, device)
     for num_frames in frames:
         call = subject.make_call(num_frames)
-        attention: dict[str, list[float]] = {name: [] for name in installs}
-
-        def timed_call(name: str, call: Callable[[], object] = call,
-                       attention: dict[str, list[float]] = attention) -> Callable[[], object]:
-            def run() -> None:
-                clock.seconds = 0.0
-                call()
-                attention[name].append(clock.seconds)
-            return run
-
-        def timed_install(name: str) -> Callable[[], object]:
-            return lambda: (clock.detach(), installs[name](), clock.attach())
-
         with torch.no_grad():
-            times = interleaved_medians({name: timed_call(name) for name in installs}, rounds, warmup=1,
-                                        device=device, prepare={name: timed_install(name) for name in installs})
-            clock.detach()
-            peaks = {}
+            times = interleaved_medians(dict.fromkeys(installs, call), rounds, warmup=1, device=device,
+                                        prepare=installs)
+            peaks, layers = {}, {}
             for name, install in installs.items():
                 install()
                 peaks[name] = peak_bytes(call, device)
+                layers[name] = paired_seconds(clock, call, rounds)
         remove_tar(subject.model)
-        inside = {name: statistics.median(values[1:]) for name, values in attention.items()}  # after the warm-up
         for name in installs:
+            tar, stock = layers[name]
             rows.append({"model": subject.name, "frames": num_frames, "tar": name, "seconds": times[name],
-                         "time_ratio": times[name] / times["off"], "attention_seconds": inside[name],
-                         "attention_ratio": inside[name] / inside["off"],
-                         "extra_per_forward": (inside[name] - inside["off"]) / times["off"],
+                         "time_ratio": times[name] / times["off"], "tar_layer_seconds": tar,
+                         "layer_ratio": tar / stock if stock else 1.0, "extra_per_forward": (tar - stock) / times["off"],
                          "peak_mib": peaks[name] / MiB, "memory_ratio": peaks[name] / peaks["off"]})
         print_rows(rows[-len(installs):])
     return rows
 
 
-HEADER = (f"{'frames':>6} {'TAR':>18} {'s/forward':>10} {'x off':>7} {'attn s':>8} {'x off':>7} "
+HEADER = (f"{'frames':>6} {'TAR':>18} {'s/forward':>10} {'x off':>7} {'layers s':>9} {'x stock':>8} "
           f"{'extra':>7} {'peak MiB':>10} {'x off':>7}")
 
 
 def print_rows(rows: list[dict]) -> None:
     for row in rows:
         print(f"{row['frames']:>6} {row['tar']:>18} {row['seconds']:>10.4f} {row['time_ratio']:>7.3f} "
-              f"{row['attention_seconds']:>8.4f} {row['attention_ratio']:>7.3f} {row['extra_per_forward']:>+7.3f} "
+              f"{row['tar_layer_seconds']:>9.4f} {row['layer_ratio']:>8.3f} {row['extra_per_forward']:>+7.3f} "
               f"{row['peak_mib']:>10.1f} {row['memory_ratio']:>7.3f}", flush=True)
 
 

@@ -195,16 +195,19 @@ class TARProcessor:
         seqs, group = self.chunk_shape(heads, num_frames, head_dim, max_bytes, dtype.itemsize, copies)
         band = self.band(num_frames, query.device, dtype)
         logits_buffer = torch.empty(min(seqs, batch) * group * num_frames**2, dtype=dtype, device=query.device)
+        # a chunk is a range of (sequence, head) pairs: whole sequences, or heads of one sequence
+        flat = [t.flatten(0, 1) for t in (query, key, value_t, out_t)]  # (n*heads, F, d) and (n*heads, d, F)
         for start in range(0, batch, seqs):
-            rows = slice(start, min(start + seqs, batch))
+            stop = min(start + seqs, batch)
             for first in range(0, heads, group):
-                cols = slice(first, min(first + group, heads))
-                q, k, v_t, o_t = (t[rows, cols].flatten(0, 1) for t in (query, key, value_t, out_t))  # (c*g, ., .)
+                width = min(first + group, heads) - first
+                pairs = slice(start * heads + first, (stop - 1) * heads + first + width)
+                q, k, v_t, o_t = (t[pairs] for t in flat)
                 if copies:
                     q, k, v_t = q.to(dtype), k.to(dtype), v_t.to(dtype)
                 scores = logits_buffer[:q.shape[0] * num_frames**2].view(-1, num_frames, num_frames)
                 torch.baddbmm(scores, q, k.transpose(1, 2), beta=0, alpha=scale, out=scores)
-                logits = scores.view(-1, cols.stop - cols.start, num_frames, num_frames)  # (c, g, F, F)
+                logits = scores.view(-1, width, num_frames, num_frames)  # (c, g, F, F)
                 logits.addcmul_(self._peak(logits), band, value=self.strength)
                 torch.softmax(scores, dim=-1, out=scores)
                 # (V^T P^T)^T: several times faster than P V for the small heads of temporal attention
