@@ -1,5 +1,7 @@
 """The recorder against a float64 map computed by hand from each layer's own q/k weights and inputs."""
 
+import contextlib
+
 import pytest
 import torch
 from analysis_models import unet_inputs
@@ -158,3 +160,25 @@ def test_bad_input_is_named(sharp_unet):
         run(sharp_unet, batch=1)
     # the processors are restored even after an error
     assert not any(type(p).__name__ == "RecordingProcessor" for p in sharp_unet.attn_processors.values())
+
+
+def test_recording_a_long_forward_adds_a_chunk_not_per_pixel_maps():
+    from vstar.analysis import AttentionRecorder
+    from vstar.conditioning import cfg_context
+    from vstar.resources import peak_allocated
+
+    backbone = load_backbone("tiny-modelscope", device="cpu")
+    frames, chunk = 64, 256 * 2**10
+    latents = torch.randn(2, backbone.latent_channels, frames, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = backbone.encode_text(["a cat"]).expand(frames, -1, -1)
+    context, t = cfg_context(text, text, 1), torch.tensor([500])
+
+    def forward(record: bool):
+        with torch.no_grad(), backbone.per_frame_text(context):
+            with AttentionRecorder(backbone, max_chunk_bytes=chunk) if record else contextlib.nullcontext():
+                backbone.model_output(latents, t, context)
+
+    plain, recorded = peak_allocated(lambda: forward(False)), peak_allocated(lambda: forward(True))
+    layers = len(temporal_attention_layers(backbone))
+    per_pixel = 2 * 8 * 8 * 4 * frames * frames * 4  # the float32 probabilities of one 8x8 layer's sequences
+    assert recorded - plain <= 3 * chunk + 4 * layers * frames * frames * 8 < per_pixel
