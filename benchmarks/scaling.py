@@ -53,9 +53,13 @@ def plot(rows: list[dict], title: str, path: Path) -> None:
         mine = [row for row in rows if row["setting"] == setting]
         for ax, field in zip(axes, ("seconds", "peak_mib"), strict=True):
             ax.plot([row["frames"] for row in mine], [row[field] for row in mine], marker="o", label=setting)
+    frames = sorted({row["frames"] for row in rows})
     for ax, label in zip(axes, ("seconds per forward", "peak MiB per forward"), strict=True):
-        ax.set(xlabel="frames", ylabel=label, xscale="log", yscale="log")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.set(xlabel="frames", ylabel=label, yscale="log")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(frames, [str(f) for f in frames])
+        ax.minorticks_off()
+        ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
