@@ -14,7 +14,7 @@ VALID = {
     "prompt": "a red circle turning into a blue square", "synopsis_source": "rules",
     "synopsis_info": {"backend": "rules"}, "keyframes": [0, 15], "model_path": None, "device": "cpu",
     "dtype": "float32", "upscale": 4, "settings": {"num_frames": 16, "seed": 0}, "output": "demo.gif",
-    "command": "vstar generate 'a red circle turning into a blue square'",
+    "command": "vstar generate 'a red circle turning into a blue square'", "noise": None,
 }
 # Values each field must refuse (no subnormal floats: the test setup flushes them to zero).
 JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_subnormal=False), st.text())
@@ -30,6 +30,7 @@ WRONG = {
     "synopsis_info": st.one_of(st.text(), st.integers(), st.lists(JSON_SCALARS)),
     "device": st.one_of(st.integers(), st.lists(st.text())),
     "seed": st.one_of(st.text(), st.floats(allow_subnormal=False), st.just(-1)),
+    "noise": st.one_of(st.text(), st.integers(), st.lists(JSON_SCALARS)),
 }
 
 

@@ -232,6 +232,12 @@ def generate(
     tar_reference: Annotated[Path | None, typer.Option(help="TAR's dA from this video's frame similarity (paper figure 9) instead of the Gaussian band.")] = None,
     tar_reference_metric: Annotated[str, typer.Option(help="Frame similarity of --tar-reference: ssim, mae, histogram or dreamsim.")] = "ssim",
     replace_attention: Annotated[str | None, typer.Option(help="Fixed temporal attention (paper figure 5): identity:64,32 or uniform:16; 'none' drops a recorded one.")] = None,
+    reference_video: Annotated[Path | None, typer.Option(help="--optimize-noise: the real video whose temporal attention the initial noise should match (paper supplement B).")] = None,
+    optimize_noise: Annotated[bool, typer.Option("--optimize-noise", help="Optimize the initial noise toward --reference-video's temporal attention, then sample (saved as NAME.noise.safetensors).")] = False,
+    opt_steps: Annotated[int | None, typer.Option(help="--optimize-noise: Adam iterations (default 20).")] = None,
+    opt_lr: Annotated[float | None, typer.Option(help="--optimize-noise: Adam's learning rate (default 0.05).")] = None,
+    kl_weight: Annotated[float | None, typer.Option(help="--optimize-noise: weight of the KL to N(0, I) per latent element (default 1).")] = None,
+    opt_timestep: Annotated[int | None, typer.Option(help="--optimize-noise: training timestep of both attention passes (default 400).")] = None,
     interpolation: Annotated[str | None, typer.Option(help="Between keyframes: linear, step or slerp.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (recorded in the sidecar).")] = None,
     fps: Annotated[int | None, typer.Option(help="Frame rate of the written video.")] = None,
@@ -253,6 +259,7 @@ def generate(
     from vstar.backbones import DEFAULT_MODEL
     from vstar.devices import resolve_device, resolve_dtype
     from vstar.io import check_writable, claim_outputs, output_kind, sidecar_path, write_sidecar, write_video
+    from vstar.noise.cli import check_noise_shape, noise_options, noise_path, recorded_noise, save_noise
     from vstar.pipeline import VSTARPipeline
     from vstar.resources import check_memory
     from vstar.sidecar import load_sidecar
@@ -281,6 +288,8 @@ def generate(
     )
     if config.seed is None:
         config = config.replace(seed=random.randrange(2**31))
+    noise_plan = noise_options(reference_video, optimize_noise, opt_steps, opt_lr, kl_weight, opt_timestep, config)
+    noise = recorded_noise(recorded.noise, from_sidecar) if noise_plan is None and recorded and recorded.noise else None
     upscale = upscale if upscale is not None else (recorded.upscale if recorded else 1)
     if upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {upscale}")
@@ -301,13 +310,16 @@ def generate(
     sidecar = sidecar_path(out)
     check_writable(out, overwrite, "frames" if kind == "png" else "video")
     check_writable(sidecar, overwrite, "sidecar")
+    noise_outputs = [noise_path(out)] if noise_plan is not None or noise is not None else []
+    for path in noise_outputs:
+        check_writable(path, overwrite)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype or (recorded.dtype if recorded else None), torch_device)
     if not no_memory_check:
         check_memory(spec.defaults, model, config.num_frames, config.height, config.width,
                      batch=2 if config.uses_guidance else 1, dtype=torch_dtype, device=torch_device, upscale=upscale)
 
-    with claim_outputs(out, sidecar):
+    with claim_outputs(out, sidecar, *noise_outputs):
         if source is None:
             source = asked_synopsis(prompt or "", llm, states, style, quiet)
         prompt, chosen_states = source["prompt"], source["states"]
@@ -315,7 +327,12 @@ def generate(
         if not quiet:
             origin = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
             typer.echo(f"model {model} ({origin}) on {pipe.device}, seed {config.seed}", err=True)
-        result = pipe(prompt, chosen_states, config=config, progress=not quiet, check_memory=False)
+        if noise_plan is not None:
+            noise = noise_plan.optimize(pipe, prompt, chosen_states, config, progress=not quiet)
+        elif noise is not None:
+            check_noise_shape(noise, pipe, config)
+        result = pipe(prompt, chosen_states, config=config, progress=not quiet, check_memory=False,
+                      latents=noise.latents if noise is not None else None)
         write_video(result.frames[0], out, fps=config.fps, overwrite=overwrite, upscale=upscale)
         metadata = {
             "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
@@ -324,6 +341,7 @@ def generate(
             "keyframes": result.keyframes, "model": model, "model_path": str(model_path) if model_path else None,
             "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
             "upscale": upscale, "settings": result.config.to_dict(), "output": out.name,
+            "noise": save_noise(noise, noise_outputs[0], overwrite) if noise is not None else None,
             "command": shlex.join(["vstar", *sys.argv[1:]]) if sys.argv else "vstar generate",
         }
         write_sidecar(metadata, sidecar, overwrite=overwrite)

@@ -43,6 +43,7 @@ class Sidecar:
     settings: dict[str, Any] = field(default_factory=dict)
     output: str | None = None
     command: str | None = None
+    noise: dict[str, Any] | None = None  # optimized initial noise: its file beside the sidecar, sha256, summary
     seed: int | None = None  # vstar 0.1.0 kept seed and playback fps beside the settings
     fps: int | None = None
 
@@ -91,6 +92,8 @@ def _field_problem(name: str, value: Any) -> str | None:
         return None if ok else "must be a list of frame indices"
     if name in ("synopsis_info", "settings"):
         return None if isinstance(value, dict) else "must be a JSON object"
+    if name == "noise":
+        return None if value is None or isinstance(value, dict) else "must be a JSON object or null"
     if name == "upscale":
         return None if _is_int(value) and value >= 1 else "must be a whole number >= 1"
     if name in ("seed", "fps"):

@@ -1,0 +1,108 @@
+"""``vstar generate --reference-video REF.mp4 --optimize-noise``: the options, checked before any model loads,
+and the noise file written next to the video (``NAME.noise.safetensors``) that ``--from`` samples from again."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vstar.noise.optimization import (
+    DEFAULT_KL_WEIGHT,
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    OptimizedNoise,
+    check_settings,
+    load_reference,
+    optimize_initial_noise,
+)
+
+if TYPE_CHECKING:
+    from vstar.config import GenerationConfig
+    from vstar.pipeline import VSTARPipeline
+
+
+@dataclass(frozen=True)
+class NoiseOptions:
+    """What ``--optimize-noise`` and its tuning flags ask for (``timestep`` None: the analysis default)."""
+
+    reference: Path
+    steps: int = DEFAULT_STEPS
+    lr: float = DEFAULT_LR
+    kl_weight: float = DEFAULT_KL_WEIGHT
+    timestep: int | None = None
+
+    def optimize(self, pipe: VSTARPipeline, prompt: str | None, states: list[str], config: GenerationConfig,
+                 progress: bool) -> OptimizedNoise:
+        """Run :func:`~vstar.noise.optimize_initial_noise` with these options for the generation's text."""
+        timing = {} if self.timestep is None else {"timestep": self.timestep}
+        return optimize_initial_noise(pipe, self.reference, prompt, states, config=config, num_steps=self.steps,
+                                      lr=self.lr, kl_weight=self.kl_weight, progress=progress, **timing)
+
+
+def noise_options(reference_video: Path | None, optimize: bool, steps: int | None, lr: float | None,
+                  kl_weight: float | None, timestep: int | None, config: GenerationConfig) -> NoiseOptions | None:
+    """The checked options (None without ``--optimize-noise``). The reference is read here, so a missing,
+    unreadable or too short one fails before anything loads."""
+    tuning = {"--reference-video": reference_video, "--opt-steps": steps, "--opt-lr": lr, "--kl-weight": kl_weight,
+              "--opt-timestep": timestep}
+    given = [flag for flag, value in tuning.items() if value is not None]
+    if not optimize:
+        if given:
+            raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --optimize-noise; add "
+                             "--optimize-noise (with --reference-video REF.mp4) or drop "
+                             f"{'it' if len(given) == 1 else 'them'}")
+        return None
+    if reference_video is None:
+        raise ValueError("--optimize-noise needs --reference-video REF.mp4: the real video whose temporal attention "
+                         "the initial noise should match")
+    options = NoiseOptions(reference_video, DEFAULT_STEPS if steps is None else steps, DEFAULT_LR if lr is None else lr,
+                           DEFAULT_KL_WEIGHT if kl_weight is None else kl_weight, timestep)
+    check_settings(options.steps, options.lr, options.kl_weight)
+    if timestep is not None and timestep < 0:
+        raise ValueError(f"--opt-timestep must be a training timestep >= 0, got {timestep}")
+    load_reference(reference_video, config.num_frames, config.height, config.width)
+    return options
+
+
+def noise_path(out: Path) -> Path:
+    """``clip.mp4`` -> ``clip.noise.safetensors``; a PNG folder ``frames`` -> ``frames.noise.safetensors``."""
+    return out.with_name(f"{out.stem if out.suffix else out.name}.noise.safetensors")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_noise(noise: OptimizedNoise, path: Path, overwrite: bool) -> dict[str, Any]:
+    """Write ``noise`` to ``path`` atomically; return the sidecar's ``noise`` entry (the file's name and sha256
+    and :meth:`OptimizedNoise.summary`)."""
+    from vstar.io import atomic_path
+
+    with atomic_path(path, overwrite) as tmp:
+        noise.save(tmp)
+    return {"file": path.name, "sha256": file_sha256(path), **noise.summary()}
+
+
+def recorded_noise(entry: dict[str, Any], sidecar: Path) -> OptimizedNoise:
+    """The optimized noise that a sidecar's ``noise`` entry names (a file beside the sidecar), after checking
+    that the file is the one that was written."""
+    if not isinstance(entry.get("file"), str) or not isinstance(entry.get("sha256"), str):
+        raise ValueError(f"{sidecar}: the noise entry needs 'file' and 'sha256'; pass a sidecar written by vstar")
+    path = sidecar.parent / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; --from {sidecar.name} samples from the optimized noise "
+                                "saved beside it (or give --optimize-noise --reference-video REF again)")
+    if file_sha256(path) != entry["sha256"]:
+        raise ValueError(f"{path} is not the noise file {sidecar.name} was made with (its sha256 differs)")
+    return OptimizedNoise.load(path)
+
+
+def check_noise_shape(noise: OptimizedNoise, pipe: VSTARPipeline, config: GenerationConfig) -> None:
+    """Raise a ValueError when recorded noise does not fit this generation's frames and size."""
+    shape = pipe.backbone.latent_shape(1, config.num_frames, config.height, config.width)
+    if tuple(noise.latents.shape) != shape:
+        raise ValueError(f"the recorded optimized noise has shape {tuple(noise.latents.shape)}, this generation needs "
+                         f"{shape}; keep the recorded --frames/--height/--width or optimize again with "
+                         "--optimize-noise --reference-video REF")
