@@ -5,6 +5,7 @@ import pytest
 import torch
 from diffusers.models.resnet import ResnetBlock2D
 
+from vstar import VSTARPipeline
 from vstar.backbones import load_backbone
 from vstar.chunking import chunkable_layers, chunked_execution
 from vstar.conditioning import cfg_context
@@ -82,3 +83,14 @@ def test_bad_chunk_sizes_and_nesting_are_refused(backbone):
     with pytest.raises(ValueError, match="no spatial layers"):
         with chunked_execution(torch.nn.Linear(2, 2), frames=2):
             pass
+
+
+def test_the_pipeline_runs_in_chunks_on_request():
+    pipe = VSTARPipeline.from_pretrained("tiny-modelscope", device="cpu", dtype=torch.float64)
+    args = {"prompt": "a red circle turning into a blue square", "num_frames": 8, "num_inference_steps": 3,
+            "progress": False, "output_type": "latent"}
+    whole = pipe(**args, generator=torch.Generator().manual_seed(0)).frames
+    chunked = pipe(**args, generator=torch.Generator().manual_seed(0), frame_chunk=3).frames
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+    spatial, blocks, convs = chunkable_layers(pipe.backbone)
+    assert not any("forward" in m.__dict__ for m in spatial + blocks + convs)

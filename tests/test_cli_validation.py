@@ -172,6 +172,8 @@ PIPELINE_CASES = [
     ({"interpolation": "cubic"}, "unknown interpolation mode"),
     ({"num_videos": 0}, "num_videos must be a whole number"),
     ({"output_type": "gif"}, "unknown output_type"),
+    ({"frame_chunk": 0}, "frame_chunk must be a whole number >= 1"),
+    ({"frame_chunk": 4, "record_attention": True}, "leave out frame_chunk"),
     ({"num_frames": 10_000_000}, "check_memory=False"),
 ]
 

@@ -17,6 +17,7 @@ from vstar.analysis.recording import AttentionRecorder, record_temporal_attentio
 from vstar.analysis.reference import TARReference, reference_band, reference_from_video
 from vstar.analysis.replacement import parse_replacement, replace_temporal_attention
 from vstar.backbones import Backbone, load_backbone
+from vstar.chunking import chunked_execution
 from vstar.conditioning import InterpolationMode, cfg_context, interpolate_embeddings, keyframe_indices
 from vstar.config import GenerationConfig
 from vstar.resources import check_memory as memory_check
@@ -130,6 +131,7 @@ class VSTARPipeline:
         record_attention: bool | str = False,
         replace_attention: str | None = None,
         tar_reference: TARReference | str | Path | None = None,
+        frame_chunk: int | None = None,
     ) -> VSTAROutput:
         """Generate ``num_videos`` videos of ``num_frames`` frames in one pass.
 
@@ -157,6 +159,10 @@ class VSTARPipeline:
                 ``"identity:64,32"`` or ``"uniform:16"``; the config's ``replace_attention``.
             tar_reference: TAR's dA from a reference video's frame similarity (paper figure 9): a
                 :class:`~vstar.analysis.reference.TARReference` or a video path (SSIM similarity).
+            frame_chunk: run the denoiser's spatial layers on this many images (of ``batch*frames``) at a
+                time and its temporal layers on as many latent pixels (:func:`vstar.chunking.chunked_execution`):
+                less activation memory for long videos, the same video up to float rounding. The memory
+                estimate of ``check_memory`` does not count it.
             Missing sizes and sampler settings come from the registry's defaults of the backbone.
         """
         backbone = self.backbone
@@ -177,6 +183,11 @@ class VSTARPipeline:
         config = (config or GenerationConfig()).replace(**overrides).resolved(backbone.defaults)
         if not isinstance(num_videos, int) or isinstance(num_videos, bool) or num_videos < 1:
             raise ValueError(f"num_videos must be a whole number >= 1, got {num_videos!r}")
+        if frame_chunk is not None and (not isinstance(frame_chunk, int) or isinstance(frame_chunk, bool)
+                                        or frame_chunk < 1):
+            raise ValueError(f"frame_chunk must be a whole number >= 1 (images per spatial call), got {frame_chunk!r}")
+        if frame_chunk is not None and record_attention:
+            raise ValueError("record_attention needs whole temporal attention calls; leave out frame_chunk")
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; choose np, pt or latent")
         self.check_config(config)
@@ -204,8 +215,12 @@ class VSTARPipeline:
             branch = record_attention if isinstance(record_attention, str) else (
                 "cond" if config.uses_guidance else "all")
             recorder = record_temporal_attention(backbone, branch=branch)
-        latents = self.denoise(latents.to(self.device, torch.float32), context, config, generator, progress,
-                               callback_on_step_end, recorder)
+        with contextlib.ExitStack() as chunking:
+            if frame_chunk is not None:  # a temporal slice holds as many latent pixels as a spatial one
+                sequences = max(1, frame_chunk * shape[-2] * shape[-1] // shape[2])
+                chunking.enter_context(chunked_execution(backbone, frames=frame_chunk, sequences=sequences))
+            latents = self.denoise(latents.to(self.device, torch.float32), context, config, generator, progress,
+                                   callback_on_step_end, recorder)
 
         keyframes = [backbone.output_frame(k) for k in keyframe_indices(len(states), num_latent_frames)]
         settings = config.to_dict() | {"num_videos": num_videos}
