@@ -120,6 +120,13 @@ def test_chunking_does_not_change_the_result(mode, max_chunk_bytes):
     torch.testing.assert_close(whole, want, atol=1e-6, rtol=0)  # the reference rounds its result to float32
 
 
+def test_regularized_output_is_the_regularized_attention_times_v():
+    q, k, v = torch.randn(3, 5, 2, 11, 4).unbind(0)  # (n, heads, F, d)
+    tar = TARProcessor(2.0, max_chunk_bytes=600)  # several chunks
+    want = tar.regularized_attention(q, k, 0.5) @ v
+    torch.testing.assert_close(tar.regularized_output(q, k, v, 0.5), want, atol=1e-6, rtol=1e-6)
+
+
 def test_float64_inputs_are_computed_in_float64():
     attn = make_attention().double()
     x = torch.randn(3, 7, 16, dtype=torch.float64) * 2
