@@ -48,6 +48,12 @@ def test_the_same_seed_gives_the_same_noise(pipe, reference):
     torch.testing.assert_close(runs[0].latents, runs[1].latents, rtol=0, atol=0)
 
 
+def test_it_starts_from_the_noise_plain_sampling_draws(pipe, reference):
+    opt = optimize_initial_noise(pipe, reference, "a red circle", config=CONFIG, num_steps=1, lr=1e-12, progress=False)
+    plain = torch.randn(opt.latents.shape, generator=torch.Generator().manual_seed(CONFIG.seed))
+    torch.testing.assert_close(opt.latents, plain, rtol=0, atol=1e-6)
+
+
 def test_the_model_is_left_as_it_was(pipe, reference):
     flags = [p.requires_grad for p in pipe.backbone.parameters()]
     processors = {name: type(p) for name, p in pipe.backbone.unet.attn_processors.items()}
