@@ -50,7 +50,7 @@ class VSTAROutput:
     attention: AttentionRecorder | None = None
 
 
-def _states_from(prompt: str | None, synopsis: Sequence[str] | Any | None) -> list[str]:
+def states_from(prompt: str | None, synopsis: Sequence[str] | Any | None) -> list[str]:
     """The visual states to condition on: the synopsis (a list of strings or an object with ``.states``),
     else the single prompt for every frame."""
     if synopsis is not None:
@@ -166,7 +166,7 @@ class VSTARPipeline:
             Missing sizes and sampler settings come from the registry's defaults of the backbone.
         """
         backbone = self.backbone
-        states = _states_from(prompt, synopsis)
+        states = states_from(prompt, synopsis)
         overrides = {
             "num_frames": num_frames, "height": height, "width": width, "num_inference_steps": num_inference_steps,
             "guidance_scale": guidance_scale, "negative_prompt": negative_prompt, "interpolation": interpolation,

@@ -218,7 +218,7 @@ def optimize_initial_noise(
     Returns:
         :class:`OptimizedNoise` with ``latents`` ``(1, C, L, h, w)`` for ``pipe(..., latents=...)``.
     """
-    from vstar.pipeline import _states_from
+    from vstar.pipeline import states_from
 
     backbone = pipe.backbone
     check_settings(num_steps, lr, kl_weight)
@@ -227,7 +227,7 @@ def optimize_initial_noise(
     chosen_layers(backbone, levels)
     config = (config or GenerationConfig()).resolved(backbone.defaults)
     pipe.check_config(config)
-    states = _states_from(prompt, synopsis)
+    states = states_from(prompt, synopsis)
     video = load_reference(reference_video, config.num_frames, config.height, config.width)
     seed = config.seed if config.seed is not None else 0
     if generator is None and config.seed is not None:
