@@ -58,6 +58,7 @@ GENERATE_CASES = [
     (["--cond-fps", "8"], "takes no frame-rate conditioning"),
     (["--fps", "0"], "fps must be >= 1"),
     (["--upscale", "0"], "--upscale must be >= 1"),
+    (["--frame-chunk", "0"], "--frame-chunk must be >= 1"),
     (["--tar-strength", "nan"], "tar_strength must be a finite number"),
     (["--tar-step-fraction", "2"], "step_fraction must be in [0, 1]"),
     (["--tar", "64D1", "--no-tar"], "contradict"),

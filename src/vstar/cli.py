@@ -249,6 +249,7 @@ def generate(
     device: Annotated[str | None, typer.Option(help="cuda, mps, cpu (default: best available).")] = None,
     dtype: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 (default: fp16 on GPU, fp32 on CPU).")] = None,
     no_memory_check: Annotated[bool, typer.Option("--no-memory-check", help="Skip the memory estimate made before loading.")] = False,
+    frame_chunk: Annotated[int | None, typer.Option(help="Run the spatial layers on N frames at a time (the temporal ones on as many latent pixels): less memory for long videos, the same video up to float rounding; the memory estimate does not count it.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars, no notes.")] = False,
 ) -> None:
     """Generate a video in one pass, with per-frame synopsis conditioning and TAR, plus a JSON sidecar.
@@ -293,6 +294,8 @@ def generate(
     upscale = upscale if upscale is not None else (recorded.upscale if recorded else 1)
     if upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {upscale}")
+    if frame_chunk is not None and frame_chunk < 1:
+        raise ValueError(f"--frame-chunk must be >= 1 frame, got {frame_chunk}")
     if out is not None:
         output_kind(out)
 
@@ -332,7 +335,7 @@ def generate(
         elif noise is not None:
             check_noise_shape(noise, pipe, config)
         result = pipe(prompt, chosen_states, config=config, progress=not quiet, check_memory=False,
-                      latents=noise.latents if noise is not None else None)
+                      latents=noise.latents if noise is not None else None, frame_chunk=frame_chunk)
         write_video(result.frames[0], out, fps=config.fps, overwrite=overwrite, upscale=upscale)
         metadata = {
             "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
