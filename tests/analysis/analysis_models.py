@@ -29,3 +29,13 @@ def unet_inputs(batch=1, frames=6, seed=4):
     """Latents that change gradually over frames (a random walk) and a text context."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 4, frames, 8, 8, generator=g).cumsum(2), torch.randn(batch, 5, 24, generator=g)
+
+
+def seeded_generation(pipe, frames=8, steps=2, seed=5, **kwargs):
+    """A 64x64 generation of "a red circle" from seeded latents of ``frames`` frames, no progress bar;
+    ``kwargs`` override any pipeline argument."""
+    latents = torch.randn(1, pipe.backbone.latent_channels, frames, 8, 8,
+                          generator=torch.Generator().manual_seed(seed))
+    args = {"prompt": "a red circle", "num_frames": frames, "num_inference_steps": steps, "height": 64,
+            "width": 64, "progress": False, "latents": latents}
+    return pipe(**(args | kwargs))

@@ -1,25 +1,17 @@
 """Recording during a generation: one map per step and layer, TAR's band seen, the frames unchanged."""
 
 import numpy as np
-import pytest
 import torch
+from analysis_models import seeded_generation
 
-from vstar import TARConfig, VSTARPipeline
+from vstar import TARConfig
 from vstar.analysis import diagonal_mass
 from vstar.analysis.recording import RecordingProcessor
 from vstar.tar import TARProcessor
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return VSTARPipeline.from_pretrained("tiny-modelscope", device="cpu")
-
-
 def run(pipe, **kwargs):
-    latents = torch.randn(1, pipe.backbone.latent_channels, 8, 8, 8, generator=torch.Generator().manual_seed(5))
-    args = {"prompt": "a red circle", "num_frames": 8, "num_inference_steps": 3, "height": 64, "width": 64,
-            "progress": False, "latents": latents}
-    return pipe(**(args | kwargs))
+    return seeded_generation(pipe, steps=3, **kwargs)
 
 
 def test_recording_changes_nothing_and_keeps_one_map_per_step(pipe):

@@ -3,21 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from analysis_models import seeded_generation
 
-from vstar import VSTARPipeline
 from vstar.analysis.replacement import ReplacementProcessor
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return VSTARPipeline.from_pretrained("tiny-modelscope", device="cpu")
-
-
 def run(pipe, **kwargs):
-    latents = torch.randn(1, pipe.backbone.latent_channels, 6, 8, 8, generator=torch.Generator().manual_seed(2))
-    args = {"prompt": "a red circle", "num_frames": 6, "num_inference_steps": 2, "height": 64, "width": 64,
-            "progress": False, "latents": latents, "tar": None}
-    return pipe(**(args | kwargs))
+    return seeded_generation(pipe, frames=6, seed=2, **({"tar": None} | kwargs))
 
 
 @pytest.mark.parametrize("mode,want", [("identity", torch.eye(6)), ("uniform", torch.full((6, 6), 1 / 6))])

@@ -5,9 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from analysis_models import seeded_generation
 from synthetic_videos import pan, static
 
-from vstar import TARConfig, VSTARPipeline
+from vstar import TARConfig
 from vstar.analysis.reference import TARReference, reference_band, reference_from_video, resample_matrix
 from vstar.config import GenerationConfig
 from vstar.io import write_video
@@ -58,16 +59,8 @@ def test_reference_survives_the_config_round_trip_and_refuses_bad_input(tmp_path
         reference_from_video(tmp_path / "any.mp4", "latent")
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return VSTARPipeline.from_pretrained("tiny-modelscope", device="cpu")
-
-
 def run(pipe, **kwargs):
-    latents = torch.randn(1, pipe.backbone.latent_channels, 8, 8, 8, generator=torch.Generator().manual_seed(5))
-    args = {"prompt": "a red circle", "num_frames": 8, "num_inference_steps": 2, "height": 64, "width": 64,
-            "progress": False, "latents": latents}
-    return pipe(**(args | kwargs)).frames
+    return seeded_generation(pipe, **kwargs).frames
 
 
 def test_a_static_reference_is_tar_with_an_all_ones_matrix(pipe, tmp_path):
