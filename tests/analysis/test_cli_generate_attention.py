@@ -49,7 +49,8 @@ def test_both_are_recorded_and_reproduced(tmp_path, reference):
 @pytest.mark.parametrize("args,message", [
     (["--replace-attention", "identity:64"], "both set the attention of level"),
     (["--replace-attention", "sideways:64"], "cannot parse attention replacement"),
-    (["--tar-reference", "missing.mp4"], "missing.mp4"),
+    (["--tar-reference", "missing.mp4"], "the TAR reference missing.mp4 does not exist"),
+    (["--tar-reference", "TEXT"], "could not read the TAR reference"),
     (["--tar-reference", "REF", "--no-tar"], "needs TAR"),
     (["--tar-reference", "REF", "--tar-reference-metric", "latent"], "--tar-reference-metric must be one of"),
 ])
@@ -58,7 +59,9 @@ def test_bad_input_fails_before_loading(tmp_path, reference, monkeypatch, args, 
         raise AssertionError("a model was loaded")
 
     monkeypatch.setattr("vstar.pipeline.VSTARPipeline.from_pretrained", no_loading)
-    args = [str(reference) if a == "REF" else a for a in args]
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    args = [{"REF": str(reference), "TEXT": str(text)}.get(a, a) for a in args]
     result = vstar("generate", "a red circle", *FAST, *args, "--out", tmp_path / "x.mp4")
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.json").exists()

@@ -8,6 +8,8 @@ schedule reach down to t ~ 440), so the maps compare with those a generation for
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
@@ -17,6 +19,21 @@ from vstar.backbones import Backbone
 from vstar.conditioning import cfg_context
 
 DEFAULT_TIMESTEP = 400
+
+
+def read_frames(path: str | Path, name: str) -> np.ndarray:
+    """The frames ``(N, H, W, 3)`` of the video at ``path`` (.mp4, .gif or a PNG folder), with errors that
+    name it (``name``, e.g. "the reference video x.mp4") and say what to give instead."""
+    from vstar.io import read_video
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{name} does not exist; give an .mp4, a .gif or a folder of PNG frames")
+    try:
+        frames = read_video(path)
+    except Exception as error:  # imageio/ffmpeg raise many types for a file that is not a video
+        raise ValueError(f"could not read {name} as a video ({error}); give an .mp4, a .gif or a folder "
+                         "of PNG frames") from error
+    return frames
 
 
 def pick_frames(num_available: int, num_frames: int) -> np.ndarray:

@@ -33,7 +33,13 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 from tqdm.auto import tqdm
 
-from vstar.analysis.real_video import DEFAULT_TIMESTEP, check_timestep, noised_video_latents, prepare_video
+from vstar.analysis.real_video import (
+    DEFAULT_TIMESTEP,
+    check_timestep,
+    noised_video_latents,
+    prepare_video,
+    read_frames,
+)
 from vstar.analysis.recording import chosen_layers, record_temporal_attention
 from vstar.conditioning import cfg_context
 from vstar.config import GenerationConfig
@@ -127,19 +133,11 @@ def load_reference(reference: str | Path | np.ndarray, num_frames: int, height: 
     """A reference video (a path to an .mp4, a .gif or a PNG folder, or ``(N, H0, W0, 3)`` uint8 frames) as
     ``(1, F, 3, height, width)`` float32 in [0, 1]: ``num_frames`` evenly picked frames, resized and
     centre-cropped. Raises a clear error for a missing or unreadable file and for too few frames."""
-    from vstar.io import read_video
-
     if isinstance(reference, np.ndarray):
         frames, name = reference, "the reference video"
     else:
         name = f"the reference video {reference}"
-        if not Path(reference).exists():
-            raise FileNotFoundError(f"{name} does not exist; give an .mp4, a .gif or a folder of PNG frames")
-        try:
-            frames = read_video(reference)
-        except Exception as error:  # imageio/ffmpeg raise many types for a file that is not a video
-            raise ValueError(f"could not read {name} as a video ({error}); give an .mp4, a .gif or a folder "
-                             "of PNG frames") from error
+        frames = read_frames(reference, name)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"{name} must be frames (N, H, W, 3), got shape {tuple(frames.shape)}")
     if len(frames) < max(num_frames, 2):
