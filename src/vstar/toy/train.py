@@ -1,6 +1,7 @@
 """Train the embedded toy model on procedural clips: first the VAE on frames, then the UNet on latents.
 
     python -m vstar.toy.train --workdir runs/toy [--minutes 45] [--resume] [--init-vae PATH | --vae-from PATH]
+        [--init-unet PATH]
         [--frames 8,16,24] [--frames-per-step 192] [--ema-decay 0.999] [--device cpu|cuda]
 
 Seeded and resumable (a checkpoint every ``--save-every`` steps in the work folder, EMA weights included);
@@ -57,6 +58,7 @@ class TrainConfig:
     save_every: int = 200
     init_vae: str = ""  # a trained VAE folder (diffusers layout) to use as is instead of training one
     vae_from: str = ""  # a trained VAE folder to start the VAE stage from (fine-tuning for vae_steps)
+    init_unet: str = ""  # a trained UNet folder (diffusers layout) to start the UNet stage from (fine-tuning)
     vae_kl: float = 1e-6  # KL weight of the VAE loss
     device: str = "cpu"
 
@@ -164,6 +166,15 @@ def full_unet(trained: UNet3DConditionModel) -> UNet3DConditionModel:
     return unet.eval()
 
 
+def load_trained_unet(folder: str) -> UNet3DConditionModel:
+    """A skip-trainable :func:`~vstar.toy.model.toy_unet` with the weights of an exported toy UNet folder;
+    its temporal convolutions must be identities (as every exported toy UNet's are)."""
+    trained = UNet3DConditionModel.from_pretrained(folder, torch_dtype=torch.float32)
+    unet = toy_unet()
+    unet.load_state_dict(trained.state_dict())  # checks the architecture
+    return skip_temporal_convs(unet)
+
+
 def save_checkpoint(path: Path, **state: object) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -265,7 +276,8 @@ def run(cfg: TrainConfig, resume: bool = False) -> None:
     checkpoint, log = cfg.workdir / "checkpoint.pt", cfg.workdir / "loss.csv"
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    vae, unet = toy_vae(), skip_temporal_convs(toy_unet())
+    vae = toy_vae()
+    unet = load_trained_unet(cfg.init_unet) if cfg.init_unet else skip_temporal_convs(toy_unet())
     if cfg.vae_from:
         vae.load_state_dict(AutoencoderKL.from_pretrained(cfg.vae_from, torch_dtype=torch.float32).state_dict())
     vae, unet = vae.to(cfg.device), unet.to(cfg.device)
