@@ -5,6 +5,8 @@ import pytest
 import torch
 from diffusers.models.resnet import ResnetBlock2D
 
+import vstar.pipeline
+import vstar.resources as resources
 from vstar import VSTARPipeline
 from vstar.backbones import load_backbone
 from vstar.chunking import chunkable_layers, chunked_execution
@@ -85,12 +87,26 @@ def test_bad_chunk_sizes_and_nesting_are_refused(backbone):
             pass
 
 
-def test_the_pipeline_runs_in_chunks_on_request():
+def test_the_pipeline_runs_in_chunks_on_request(monkeypatch):
     pipe = VSTARPipeline.from_pretrained("tiny-modelscope", device="cpu", dtype=torch.float64)
     args = {"prompt": "a red circle turning into a blue square", "num_frames": 8, "num_inference_steps": 3,
             "progress": False, "output_type": "latent"}
     whole = pipe(**args, generator=torch.Generator().manual_seed(0)).frames
     chunked = pipe(**args, generator=torch.Generator().manual_seed(0), frame_chunk=3).frames
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+
+    # frame_chunk="auto" under a memory cap between the chunked and the whole estimate: the chosen chunk
+    d, used = pipe.backbone.defaults, []
+    estimate = {"batch": 2, "dtype": torch.float64, "weights_loaded": True}
+    need = [resources.estimate_memory(d, 8, d.height, d.width, frame_chunk=c, **estimate).host_bytes for c in (1, None)]
+    cap = sum(need) / 2 / 2**30
+    monkeypatch.setattr(vstar.pipeline, "chunked_execution", lambda model, frames, sequences: used.append(frames)
+                        or chunked_execution(model, frames=frames, sequences=sequences))
+    auto = pipe(**args, generator=torch.Generator().manual_seed(0), frame_chunk="auto", max_memory=cap).frames
+    torch.testing.assert_close(auto, whole, atol=1e-6, rtol=1e-6)
+    assert used == [resources.choose_frame_chunk(d, 8, d.height, d.width, device=torch.device("cpu"),
+                                                 max_memory=cap, **estimate)] and 1 <= used[0] < 16
+    pipe(**args, frame_chunk="auto")  # all is free: the whole forward
+    assert len(used) == 1
     spatial, blocks, convs = chunkable_layers(pipe.backbone)
     assert not any("forward" in m.__dict__ for m in spatial + blocks + convs)

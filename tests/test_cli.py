@@ -191,10 +191,29 @@ def test_default_model_offline_says_how_to_get_it(tmp_path, monkeypatch):
 def test_progress_and_messages_without_quiet(tmp_path):
     out = tmp_path / "clip.gif"
     result = vstar("generate", "a red circle turning into a blue square", "--model", "tiny-modelscope", "--steps", 2,
-                   "--frames", 4, "--seed", 0, "--out", out)
+                   "--frames", 4, "--seed", 0, "--frame-chunk", "auto", "--out", out)
     assert result.exit_code == 0, result.output
     assert "model tiny-modelscope (tiny random-weight" in result.output and "synopsis (rules)" in result.output
+    assert "--frame-chunk auto: whole" in result.output  # everything fits
     assert read_video(out).shape[0] == 4
+
+
+def test_frame_chunk_auto_chunks_what_does_not_fit_whole(tmp_path):
+    import torch
+
+    from vstar.backbones import get_spec
+    from vstar.resources import estimate_memory
+
+    d = get_spec("tiny-modelscope").defaults
+    need = [estimate_memory(d, 6, d.height, d.width, batch=2, dtype=torch.float32, frame_chunk=c).host_bytes
+            for c in (1, None)]
+    cap = sum(need) / 2 / 2**30  # more than one frame at a time needs, less than all
+    result = vstar("generate", "a red circle", "--model", "tiny-modelscope", "--steps", 2, "--frames", 6,
+                   "--seed", 0, "--frame-chunk", "auto", "--max-memory", cap, "--out", tmp_path / "clip.gif")
+    assert result.exit_code == 0, result.output
+    assert "frames per spatial call" in result.output and read_video(tmp_path / "clip.gif").shape[0] == 6
+    result = vstar("generate", "a red circle", *FAST, "--frames", 6, "--max-memory", cap, "--out", tmp_path / "x.gif")
+    assert result.exit_code == 2 and "--frame-chunk auto" in result.output  # the advice, before any work
 
 
 @pytest.mark.parametrize("args,message", [

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -203,6 +203,19 @@ def attention_changes(replace_attention: str | None, tar_reference: Path | None,
     return changes
 
 
+def frame_chunk_option(value: str | None) -> int | Literal["auto"] | None:
+    """``--frame-chunk``: a whole number of frames >= 1, or ``auto``."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        chunk = int(value)
+    except ValueError:
+        chunk = 0
+    if chunk < 1:
+        raise ValueError(f"--frame-chunk takes a whole number of frames >= 1 or 'auto', got {value!r}")
+    return chunk
+
+
 @app.command()
 @friendly_errors
 def generate(
@@ -249,7 +262,8 @@ def generate(
     device: Annotated[str | None, typer.Option(help="cuda, mps, cpu (default: best available).")] = None,
     dtype: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 (default: fp16 on GPU, fp32 on CPU).")] = None,
     no_memory_check: Annotated[bool, typer.Option("--no-memory-check", help="Skip the memory estimate made before loading.")] = False,
-    frame_chunk: Annotated[int | None, typer.Option(help="Run the spatial layers on N frames at a time (the temporal ones on as many latent pixels): less memory for long videos, the same video up to float rounding; the memory estimate does not count it.")] = None,
+    frame_chunk: Annotated[str | None, typer.Option(help="Run the spatial layers on N frames at a time (the temporal ones on as many latent pixels): less memory for long videos, the same video up to float rounding; 'auto': the largest N the memory estimate says fits (whole when all fits).")] = None,
+    max_memory: Annotated[float | None, typer.Option(help="GiB the memory check and --frame-chunk auto may use on the model's device (the host on the CPU); default all that is free.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars, no notes.")] = False,
 ) -> None:
     """Generate a video in one pass, with per-frame synopsis conditioning and TAR, plus a JSON sidecar.
@@ -262,7 +276,7 @@ def generate(
     from vstar.io import check_writable, claim_outputs, output_kind, sidecar_path, write_sidecar, write_video
     from vstar.noise.cli import check_noise_shape, noise_options, noise_path, recorded_noise, save_noise
     from vstar.pipeline import VSTARPipeline
-    from vstar.resources import check_memory
+    from vstar.resources import check_memory, choose_frame_chunk
     from vstar.sidecar import load_sidecar
 
     if quiet:
@@ -294,8 +308,9 @@ def generate(
     upscale = upscale if upscale is not None else (recorded.upscale if recorded else 1)
     if upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {upscale}")
-    if frame_chunk is not None and frame_chunk < 1:
-        raise ValueError(f"--frame-chunk must be >= 1 frame, got {frame_chunk}")
+    chunk = frame_chunk_option(frame_chunk)
+    if max_memory is not None and not max_memory > 0:
+        raise ValueError(f"--max-memory must be a positive number of GiB, got {max_memory}")
     if out is not None:
         output_kind(out)
 
@@ -318,9 +333,15 @@ def generate(
         check_writable(path, overwrite)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype or (recorded.dtype if recorded else None), torch_device)
+    memory = {"batch": 2 if config.uses_guidance else 1, "dtype": torch_dtype, "device": torch_device,
+              "upscale": upscale, "max_memory": max_memory}
+    if chunk == "auto":
+        chunk = choose_frame_chunk(spec.defaults, config.num_frames, config.height, config.width, **memory)
+        if not quiet:
+            typer.echo(f"--frame-chunk auto: {f'{chunk} frames per spatial call' if chunk else 'whole'}", err=True)
     if not no_memory_check:
-        check_memory(spec.defaults, model, config.num_frames, config.height, config.width,
-                     batch=2 if config.uses_guidance else 1, dtype=torch_dtype, device=torch_device, upscale=upscale)
+        check_memory(spec.defaults, model, config.num_frames, config.height, config.width, frame_chunk=chunk,
+                     **memory)
 
     with claim_outputs(out, sidecar, *noise_outputs):
         if source is None:
@@ -335,7 +356,7 @@ def generate(
         elif noise is not None:
             check_noise_shape(noise, pipe, config)
         result = pipe(prompt, chosen_states, config=config, progress=not quiet, check_memory=False,
-                      latents=noise.latents if noise is not None else None, frame_chunk=frame_chunk)
+                      latents=noise.latents if noise is not None else None, frame_chunk=chunk)
         write_video(result.frames[0], out, fps=config.fps, overwrite=overwrite, upscale=upscale)
         metadata = {
             "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,

@@ -21,6 +21,7 @@ from vstar.chunking import chunked_execution
 from vstar.conditioning import InterpolationMode, cfg_context, interpolate_embeddings, keyframe_indices
 from vstar.config import GenerationConfig
 from vstar.resources import check_memory as memory_check
+from vstar.resources import choose_frame_chunk
 from vstar.sampling import classifier_free_guidance, sample
 from vstar.tar import TARConfig, apply_tar, remove_tar
 
@@ -131,7 +132,8 @@ class VSTARPipeline:
         record_attention: bool | str = False,
         replace_attention: str | None = None,
         tar_reference: TARReference | str | Path | None = None,
-        frame_chunk: int | None = None,
+        frame_chunk: int | Literal["auto"] | None = None,
+        max_memory: float | None = None,
     ) -> VSTAROutput:
         """Generate ``num_videos`` videos of ``num_frames`` frames in one pass.
 
@@ -161,8 +163,11 @@ class VSTARPipeline:
                 :class:`~vstar.analysis.reference.TARReference` or a video path (SSIM similarity).
             frame_chunk: run the denoiser's spatial layers on this many images (of ``batch*frames``) at a
                 time and its temporal layers on as many latent pixels (:func:`vstar.chunking.chunked_execution`):
-                less activation memory for long videos, the same video up to float rounding. The memory
-                estimate of ``check_memory`` does not count it.
+                less activation memory for long videos, the same video up to float rounding; ``"auto"``: the
+                largest chunk the memory estimate says fits, whole when the whole forward fits
+                (:func:`vstar.resources.choose_frame_chunk`). The memory check counts the chunking.
+            max_memory: GiB the memory check and ``frame_chunk="auto"`` may assume free on the model's device
+                (the host on the CPU), at most what is free.
             Missing sizes and sampler settings come from the registry's defaults of the backbone.
         """
         backbone = self.backbone
@@ -183,18 +188,23 @@ class VSTARPipeline:
         config = (config or GenerationConfig()).replace(**overrides).resolved(backbone.defaults)
         if not isinstance(num_videos, int) or isinstance(num_videos, bool) or num_videos < 1:
             raise ValueError(f"num_videos must be a whole number >= 1, got {num_videos!r}")
-        if frame_chunk is not None and (not isinstance(frame_chunk, int) or isinstance(frame_chunk, bool)
-                                        or frame_chunk < 1):
-            raise ValueError(f"frame_chunk must be a whole number >= 1 (images per spatial call), got {frame_chunk!r}")
-        if frame_chunk is not None and record_attention:
-            raise ValueError("record_attention needs whole temporal attention calls; leave out frame_chunk")
+        if frame_chunk is not None and frame_chunk != "auto" and (
+                not isinstance(frame_chunk, int) or isinstance(frame_chunk, bool) or frame_chunk < 1):
+            raise ValueError("frame_chunk must be a whole number >= 1 (images per spatial call) or 'auto', "
+                             f"got {frame_chunk!r}")
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; choose np, pt or latent")
         self.check_config(config)
+        memory = {"batch": num_videos * (2 if config.uses_guidance else 1), "dtype": backbone.dtype,
+                  "device": self.device, "max_memory": max_memory, "weights_loaded": True}
+        if frame_chunk == "auto":
+            frame_chunk = choose_frame_chunk(backbone.defaults, config.num_frames, config.height, config.width,
+                                             **memory)
+        if frame_chunk is not None and record_attention:
+            raise ValueError("record_attention needs whole temporal attention calls; leave out frame_chunk")
         if check_memory:
             memory_check(backbone.defaults, backbone.name, config.num_frames, config.height, config.width,
-                         batch=num_videos * (2 if config.uses_guidance else 1), dtype=backbone.dtype,
-                         device=self.device)
+                         frame_chunk=frame_chunk, **memory)
         num_latent_frames = backbone.latent_frames(config.num_frames)
         if len(states) > num_latent_frames:
             raise ValueError(f"{len(states)} synopsis states do not fit on {config.num_frames} frames; "

@@ -7,10 +7,17 @@ The rule (also in the README): a generation needs
   with the batch doubled by classifier-free guidance (``BackboneDefaults.activation_bytes`` per family);
 - the decoded video in host memory: float32 frames plus the uint8 copy enlarged by ``upscale``.
 
+With frame-chunked execution (:mod:`vstar.chunking`, ``frame_chunk`` images per spatial call) the activations
+count ``CHUNK_RESIDENT x batch x frames + (1 - CHUNK_RESIDENT) x min(batch x frames, frame_chunk)`` images
+instead of ``batch x frames``: the layers' inputs and outputs and the skip connections stay whole, the
+intermediates of one chunk come and go.
+
 On CUDA the first two must fit in the device's free memory and the third in the host's; on the CPU all three
-must fit in the host's available memory. MPS reports no free memory, so no estimate is made there. The
-figures are estimates (measured on the tiny models, scaled for the full-size ones), so the check refuses only
-what the estimate says cannot fit; ``--no-memory-check`` (``check_memory=False``) skips it.
+must fit in the host's available memory. MPS reports no free memory, so no estimate is made there.
+``max_memory`` (``--max-memory``, GiB) caps the free memory the check assumes on the device that runs the
+model. The figures are estimates (measured on the tiny models, scaled for the full-size ones), so the check
+refuses only what the estimate says cannot fit; ``--no-memory-check`` (``check_memory=False``) skips it.
+:func:`choose_frame_chunk` (``--frame-chunk auto``) picks the largest chunk the estimate says fits.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ import torch
 from vstar.backbones.base import BackboneDefaults
 
 GIB = 2**30
+# Share of a denoiser's activation memory that chunked execution leaves proportional to all frames. Measured
+# with vstar.resources.peak_allocated (slope of peak memory over 64 -> 128 frames, chunks of 8 and 32
+# images, the pipeline's temporal slices): 0.29-0.36 tiny-modelscope, 0.16 toy-shapes, 0.24-0.29
+# tiny-videocrafter2; rounded up so that the estimate stays above what was measured.
+CHUNK_RESIDENT = 0.4
 
 
 @dataclass(frozen=True)
@@ -34,12 +46,25 @@ class MemoryEstimate:
     host_bytes: int
 
 
+def activation_images(num_frames: int, batch: int, frame_chunk: int | None = None) -> float:
+    """Frames' worth of activations (of one batch item's frame at full size) a denoiser call holds:
+    ``batch x frames`` whole, less in chunks of ``frame_chunk`` images (module docstring)."""
+    images = batch * num_frames
+    if frame_chunk is None or frame_chunk >= images:
+        return float(images)
+    return CHUNK_RESIDENT * images + (1 - CHUNK_RESIDENT) * frame_chunk
+
+
 def estimate_memory(defaults: BackboneDefaults, num_frames: int, height: int, width: int, *,
-                    batch: int, dtype: torch.dtype, upscale: int = 1, on_cpu: bool = True) -> MemoryEstimate:
-    """The estimate of the module docstring; ``batch`` counts the guidance branches (2 with CFG)."""
+                    batch: int, dtype: torch.dtype, upscale: int = 1, on_cpu: bool = True,
+                    frame_chunk: int | None = None, weights_loaded: bool = False) -> MemoryEstimate:
+    """The estimate of the module docstring; ``batch`` counts the guidance branches (2 with CFG);
+    ``weights_loaded``: the weights are already in memory (no longer free), so they are not counted."""
     value_bytes = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
     pixels = num_frames * height * width
-    model = defaults.parameters * value_bytes + defaults.activation_bytes * value_bytes / 4 * batch * pixels
+    activations = activation_images(num_frames, batch, frame_chunk) * height * width
+    weights = 0 if weights_loaded else defaults.parameters * value_bytes
+    model = weights + defaults.activation_bytes * value_bytes / 4 * activations
     video = pixels * 3 * 4 + pixels * upscale * upscale * 3
     if on_cpu:
         return MemoryEstimate(0, int(model + video))
@@ -55,27 +80,84 @@ def free_memory(device: torch.device) -> tuple[int | None, int]:
     return None, host
 
 
-def check_memory(defaults: BackboneDefaults, name: str, num_frames: int, height: int, width: int, *,
-                 batch: int, dtype: torch.dtype, device: torch.device, upscale: int = 1) -> None:
-    """Raise a ValueError with the largest frame count that fits when the estimate exceeds free memory."""
-    if defaults.activation_bytes <= 0 or device.type == "mps":
-        return
-    on_cpu = device.type == "cpu"
-    need = estimate_memory(defaults, num_frames, height, width, batch=batch, dtype=dtype, upscale=upscale,
-                           on_cpu=on_cpu)
+def _free_with_cap(device: torch.device, max_memory: float | None) -> tuple[int | None, int]:
+    """:func:`free_memory`, the model's device capped at ``max_memory`` GiB (the host on the CPU)."""
+    if max_memory is not None and not max_memory > 0:
+        raise ValueError(f"max_memory must be a positive number of GiB, got {max_memory!r}")
     free_device, free_host = free_memory(device)
-    if need.host_bytes <= free_host and (free_device is None or need.device_bytes <= free_device):
+    if max_memory is not None:
+        cap = int(max_memory * GIB)
+        if free_device is not None:
+            free_device = min(free_device, cap)
+        else:
+            free_host = min(free_host, cap)
+    return free_device, free_host
+
+
+def _estimated(defaults: BackboneDefaults, device: torch.device) -> bool:
+    return defaults.activation_bytes > 0 and device.type != "mps"
+
+
+def _fit_test(defaults: BackboneDefaults, height: int, width: int, device: torch.device,
+              max_memory: float | None, **estimate: object) -> Callable[[int, int | None], bool]:
+    """``fits(num_frames, frame_chunk)``: whether that run's estimate fits in free memory now."""
+    free_device, free_host = _free_with_cap(device, max_memory)
+
+    def fits(num_frames: int, frame_chunk: int | None) -> bool:
+        need = estimate_memory(defaults, num_frames, height, width, on_cpu=device.type == "cpu",
+                               frame_chunk=frame_chunk, **estimate)
+        return need.host_bytes <= free_host and (free_device is None or need.device_bytes <= free_device)
+
+    return fits
+
+
+def _largest(fits: Callable[[int], bool], high: int) -> int:
+    """The largest ``n`` in ``1..high`` with ``fits(n)`` (true up to some ``n``, false above), 0 when none."""
+    low = 0
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def choose_frame_chunk(defaults: BackboneDefaults, num_frames: int, height: int, width: int, *, batch: int,
+                       dtype: torch.dtype, device: torch.device, upscale: int = 1, max_memory: float | None = None,
+                       weights_loaded: bool = False) -> int | None:
+    """The largest ``frame_chunk`` (images per spatial call) whose estimate fits in free memory (at most
+    ``max_memory`` GiB): None when the whole forward fits or nothing is estimated (unknown footprint, MPS),
+    1 when not even that fits (the memory check then says so)."""
+    if not _estimated(defaults, device):
+        return None
+    fits = _fit_test(defaults, height, width, device, max_memory, batch=batch, dtype=dtype, upscale=upscale,
+                     weights_loaded=weights_loaded)
+    if fits(num_frames, None):
+        return None
+    return max(1, _largest(lambda chunk: fits(num_frames, chunk), batch * num_frames - 1))
+
+
+def check_memory(defaults: BackboneDefaults, name: str, num_frames: int, height: int, width: int, *,
+                 batch: int, dtype: torch.dtype, device: torch.device, upscale: int = 1,
+                 frame_chunk: int | None = None, max_memory: float | None = None,
+                 weights_loaded: bool = False) -> None:
+    """Raise a ValueError with the largest frame count that fits (and whether ``frame_chunk='auto'`` makes
+    this one fit) when the estimate exceeds free memory (at most ``max_memory`` GiB)."""
+    if not _estimated(defaults, device):
         return
-    one = estimate_memory(defaults, 1, height, width, batch=batch, dtype=dtype, upscale=upscale, on_cpu=on_cpu)
-    zero = estimate_memory(defaults, 0, height, width, batch=batch, dtype=dtype, upscale=upscale, on_cpu=on_cpu)
-    limits = [(free_host - zero.host_bytes) // max(1, one.host_bytes - zero.host_bytes)]
-    if free_device is not None:
-        limits.append((free_device - zero.device_bytes) // max(1, one.device_bytes - zero.device_bytes))
-    fits = max(0, min(limits))
+    estimate = {"batch": batch, "dtype": dtype, "upscale": upscale, "weights_loaded": weights_loaded}
+    fits = _fit_test(defaults, height, width, device, max_memory, **estimate)
+    if fits(num_frames, frame_chunk):
+        return
+    need = estimate_memory(defaults, num_frames, height, width, on_cpu=device.type == "cpu",
+                           frame_chunk=frame_chunk, **estimate)
+    free_device, free_host = _free_with_cap(device, max_memory)
+    most = _largest(lambda frames: fits(frames, frame_chunk), num_frames - 1)
     where = (f"{need.device_bytes / GIB:.1f} GiB on {device} (free {free_device / GIB:.1f} GiB) and "
              if free_device is not None else "")
-    advice = (f"at most {fits} frames fit at {height}x{width}" if fits >= 2
-              else f"not even 2 frames fit at {height}x{width}: use a smaller size")
+    chunked = f" in chunks of {frame_chunk} frames" if frame_chunk is not None else ""
+    advice = (f"at most {most} frames fit at {height}x{width}{chunked}" if most >= 2
+              else f"not even 2 frames fit at {height}x{width}{chunked}: use a smaller size")
+    if frame_chunk is None and _largest(lambda chunk: fits(num_frames, chunk), batch * num_frames - 1) >= 1:
+        advice += "; --frame-chunk auto (frame_chunk='auto') makes this size fit"
     raise ValueError(
         f"{name} at {num_frames} frames of {height}x{width} (upscale {upscale}) needs about {where}"
         f"{need.host_bytes / GIB:.1f} GiB of memory (available {free_host / GIB:.1f} GiB); {advice}, or pass "
