@@ -9,7 +9,7 @@ import vstar.pipeline
 import vstar.resources as resources
 from vstar import VSTARPipeline
 from vstar.backbones import load_backbone
-from vstar.chunking import chunkable_layers, chunked_execution
+from vstar.chunking import chunkable_layers, chunked_execution, runs_in_chunks
 from vstar.conditioning import cfg_context
 from vstar.tar import apply_tar, remove_tar
 
@@ -70,7 +70,38 @@ def test_layers_see_slices_of_the_asked_size(backbone, monkeypatch):
     assert max(seen["spatial"]) <= 5 and max(seen["temporal"]) <= 7
     assert all(sequences <= max(7, 2 * width) for sequences, width in seen["conv"])  # at least one row of pixels
     assert bool(seen["conv"]) == bool(convs)
-    assert not any("forward" in m.__dict__ for m in spatial + blocks + convs)  # restored
+    assert not any(runs_in_chunks(m) for m in spatial + blocks + convs)  # restored
+
+
+def test_chunks_stack_with_diffusers_hooks(backbone):
+    """A hook another library put on a layer (here one counting calls) keeps working inside and after."""
+    from diffusers.hooks import HookRegistry, ModelHook
+
+    class CountCalls(ModelHook):
+        calls = 0
+
+        def pre_forward(self, module, *args, **kwargs):
+            CountCalls.calls += 1
+            return args, kwargs
+
+    resnet = chunkable_layers(backbone)[0][0]
+    HookRegistry.check_if_exists_or_initialize(resnet).register_hook(CountCalls(), "count")
+    torch.manual_seed(0)
+    latents = torch.randn(backbone.latent_shape(1, 6, 64, 64), dtype=torch.float64)
+    text = backbone.encode_text(["a red circle"]).double()
+    context = text.expand(6, -1, -1)
+    try:
+        with torch.no_grad():
+            whole = backbone.model_output(latents, 500, context, fps=backbone.defaults.cond_fps)
+            with chunked_execution(backbone, frames=2, sequences=8):
+                chunked = backbone.model_output(latents, 500, context, fps=backbone.defaults.cond_fps)
+            again = backbone.model_output(latents, 500, context, fps=backbone.defaults.cond_fps)
+        assert CountCalls.calls == 1 + 3 + 1  # the earlier hook runs beneath the slices: once per 2 of 6 images
+        torch.testing.assert_close(chunked, whole, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(again, whole, atol=0, rtol=0)
+        assert resnet._diffusers_hook.get_hook("count") is not None and not runs_in_chunks(resnet)
+    finally:
+        resnet._diffusers_hook.remove_hook("count", recurse=False)
 
 
 def test_bad_chunk_sizes_and_nesting_are_refused(backbone):
@@ -109,4 +140,4 @@ def test_the_pipeline_runs_in_chunks_on_request(monkeypatch):
     pipe(**args, frame_chunk="auto")  # all is free: the whole forward
     assert len(used) == 1
     spatial, blocks, convs = chunkable_layers(pipe.backbone)
-    assert not any("forward" in m.__dict__ for m in spatial + blocks + convs)
+    assert not any(runs_in_chunks(m) for m in spatial + blocks + convs)

@@ -8,13 +8,13 @@ frames of the temporal conv layers, on slices of their inputs (``frames`` images
 at a time) and writes every slice's result into one output tensor: a layer then holds its input, its
 output and one slice's intermediates. The group norms of the temporal layers still see all frames, and the
 result equals the unchunked forward up to float rounding (matrix products over fewer rows may round
-differently).
+differently). The slicing is a diffusers model hook (:class:`diffusers.hooks.ModelHook` with ``new_forward``),
+so it stacks with diffusers' own hooks (offloading, layerwise casting, caches) and comes off cleanly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.resnet import ResnetBlock2D
@@ -104,6 +105,28 @@ def _run_in_chunks(forward: Callable[..., Any], first: str, how: _Chunking, *arg
     return result
 
 
+CHUNK_HOOK = "vstar_chunked_execution"
+
+
+class ChunkedForwardHook(ModelHook):
+    """Runs its module's forward on slices of the first argument (:func:`_run_in_chunks`)."""
+
+    def __init__(self, how: _Chunking) -> None:
+        super().__init__()
+        self.how = how
+
+    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        forward = self.fn_ref.original_forward
+        first = next(iter(inspect.signature(forward).parameters))
+        return _run_in_chunks(forward, first, self.how, *args, **kwargs)
+
+
+def runs_in_chunks(module: nn.Module) -> bool:
+    """Whether :func:`chunked_execution` has hooked ``module`` now."""
+    registry = getattr(module, "_diffusers_hook", None)
+    return registry is not None and registry.get_hook(CHUNK_HOOK) is not None
+
+
 def _pointwise_in_space(module: nn.Module) -> bool:
     """A 3D convolution over frames only (kernel, stride 1x1 and no padding in height and width)."""
     return (isinstance(module, nn.Conv3d) and module.kernel_size[1:] == (1, 1) and module.stride[1:] == (1, 1)
@@ -130,8 +153,8 @@ def chunked_execution(model: nn.Module, frames: int | None = None, sequences: in
     leaves them whole.
 
     ``model`` is a diffusers-style video UNet or a backbone (its ``unet``). Outputs equal the unchunked
-    forward up to float rounding; smaller chunks hold less memory and cost more calls. The original
-    ``forward`` methods are restored on exit.
+    forward up to float rounding; smaller chunks hold less memory and cost more calls. The hooks (named
+    ``CHUNK_HOOK`` in each layer's diffusers ``HookRegistry``) are removed on exit.
     """
     for name, size in (("frames", frames), ("sequences", sequences)):
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
@@ -147,13 +170,12 @@ def chunked_execution(model: nn.Module, frames: int | None = None, sequences: in
         plan += [(m, _Chunking(0, lambda x: sequences)) for m in blocks]
         # (B, C, F, H, W): whole rows of W latent pixels of every video
         plan += [(m, _Chunking(3, lambda x: max(1, sequences // (x.shape[0] * x.shape[4])))) for m in convs]
-    if any("forward" in m.__dict__ for m, _ in plan):
+    if any(runs_in_chunks(m) for m, _ in plan):
         raise ValueError(f"{type(model).__name__} already runs in chunks; leave the outer chunked_execution first")
     try:
         for module, how in plan:
-            first = next(iter(inspect.signature(module.forward).parameters))
-            module.forward = functools.partial(_run_in_chunks, module.forward, first, how)
+            HookRegistry.check_if_exists_or_initialize(module).register_hook(ChunkedForwardHook(how), CHUNK_HOOK)
         yield
     finally:
         for module, _ in plan:
-            module.__dict__.pop("forward", None)
+            module._diffusers_hook.remove_hook(CHUNK_HOOK, recurse=False)
