@@ -1,15 +1,23 @@
 """What the benchmark scripts share: one-thread setup, the machine's description, peak allocator memory,
-interleaved A/B timing with a warm-up and the median of several rounds.
+interleaved A/B timing with a warm-up, the order rotated every round, and the median of several rounds
+(``median_ratio``: the median of the per-round ratios, which cancels slow drifts of a shared machine).
 
 Times are CPU seconds of this process on the CPU (so that other programs on the machine do not count) and
 wall seconds on CUDA. Peak memory (``peak_bytes``, :func:`vstar.resources.peak_allocated`) is the largest
 number of bytes that torch's allocator held at once during a call, over what it held before the call (the
 model's weights and the inputs are not counted): from the profiler's allocation events on the CPU, from
 ``torch.cuda.max_memory_allocated`` on CUDA.
+
+On Linux (glibc) ``setup`` also fixes the C allocator's thresholds (``mallopt``): by default glibc returns
+large freed blocks to the system and moves its threshold for doing so as a program runs, so the same
+forward pays for fresh zeroed pages (page faults) in some rounds and not in others, depending on what ran
+before; with fixed thresholds every variant reuses its memory, as in a long generation.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import statistics
@@ -20,7 +28,8 @@ import torch
 
 from vstar.resources import peak_allocated as peak_bytes
 
-__all__ = ["MiB", "interleaved_medians", "machine", "peak_bytes", "seconds", "setup"]
+__all__ = ["MiB", "interleaved_medians", "interleaved_times", "machine", "median_ratio", "peak_bytes", "seconds",
+           "setup"]
 MiB = 2**20
 
 
@@ -29,6 +38,22 @@ def setup(threads: int = 1) -> None:
     denormals (tiny random models hit them, which makes CPU times 10-100x slower and noisy)."""
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
+    steady_allocator()
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def steady_allocator() -> bool:
+    """Keep freed memory in the process (no trimming, large blocks from the heap, not fresh mappings), so
+    that page faults do not depend on what ran before; True where glibc's ``mallopt`` is there."""
+    name = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or not name:
+        return False
+    libc = ctypes.CDLL(name)
+    if not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 2**25) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def machine() -> str:
@@ -58,18 +83,34 @@ def seconds(fn: Callable[[], object], device: str | torch.device = "cpu") -> flo
     return time.perf_counter() - start
 
 
+def interleaved_times(variants: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1,
+                      device: str | torch.device = "cpu",
+                      prepare: Mapping[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
+    """Seconds per call of each variant in each of ``rounds`` rounds, after ``warmup`` untimed rounds. Every
+    round runs every variant once, starting one later each round (A B C, B C A, C A B, ...), so that slow
+    drifts of the machine and the position in a round hit every variant alike. ``prepare[name]``, if given,
+    runs untimed before each call of that variant (e.g. to install its settings)."""
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(warmup + rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            if prepare and name in prepare:
+                prepare[name]()
+            elapsed = seconds(variants[name], device)
+            if round_index >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
 def interleaved_medians(variants: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1,
                         device: str | torch.device = "cpu",
                         prepare: Mapping[str, Callable[[], object]] | None = None) -> dict[str, float]:
-    """Median seconds per call of each variant, run in turn in every round (A B C, A B C, ...) after
-    ``warmup`` untimed rounds, so that slow drifts of the machine hit every variant alike. ``prepare[name]``,
-    if given, runs untimed before each call of that variant (e.g. to install its settings)."""
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for round_index in range(warmup + rounds):
-        for name, fn in variants.items():
-            if prepare and name in prepare:
-                prepare[name]()
-            elapsed = seconds(fn, device)
-            if round_index >= warmup:
-                times[name].append(elapsed)
+    """Median seconds per call of each variant of :func:`interleaved_times`."""
+    times = interleaved_times(variants, rounds, warmup, device, prepare)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def median_ratio(times: Mapping[str, list[float]], name: str, base: str) -> float:
+    """The median over rounds of ``name``'s time over ``base``'s in the same round."""
+    return statistics.median(a / b for a, b in zip(times[name], times[base], strict=True))

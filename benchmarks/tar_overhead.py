@@ -7,10 +7,10 @@
 
 One forward is a CFG batch of 2 videos at the model's default size, timestep 500. Every round runs TAR off,
 each preset, and the first preset installed but inactive (a later denoising step) in turn, after a warm-up
-round; the table shows medians and the ratios to TAR off. On a shared machine whole forwards vary by several
-percent from round to round, so TAR's own cost is also measured paired: in separate forwards every active TAR
-layer runs both as TAR and as the stock processor it replaced, back to back on the same input (alternating
-which goes first); ``layers s`` is the TAR layers' seconds per forward, ``x stock`` their ratio to the same
+round, the order rotated each round; the table shows median seconds and the median of each round's ratio to
+TAR off. On a shared machine whole forwards vary by several percent from round to round, so TAR's own cost
+is also measured paired: in separate forwards every active TAR layer runs both as TAR and as the stock
+processor it replaced, back to back on the same input (alternating which goes first); ``layers s`` is the TAR layers' seconds per forward, ``x stock`` their ratio to the same
 layers run stock, and ``extra`` = (TAR - stock seconds) / the forward time of TAR off, TAR's cost as a
 fraction of a forward. Peak memory is the most the allocator held during one forward above what it held
 before (weights and inputs are not counted; see ``measure.py``).
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from measure import MiB, interleaved_medians, machine, peak_bytes, seconds, setup
+from measure import MiB, interleaved_times, machine, median_ratio, peak_bytes, seconds, setup
 from torch import nn
 
 from vstar import TARState, apply_tar, remove_tar
@@ -169,8 +169,8 @@ def measure(subject: Subject, frames: list[int], presets: list[str], rounds: int
     for num_frames in frames:
         call = subject.make_call(num_frames)
         with torch.no_grad():
-            times = interleaved_medians(dict.fromkeys(installs, call), rounds, warmup=1, device=device,
-                                        prepare=installs)
+            times = interleaved_times(dict.fromkeys(installs, call), rounds, warmup=1, device=device,
+                                      prepare=installs)
             peaks, layers = {}, {}
             for name, install in installs.items():
                 install()
@@ -179,9 +179,10 @@ def measure(subject: Subject, frames: list[int], presets: list[str], rounds: int
         remove_tar(subject.model)
         for name in installs:
             tar, stock = layers[name]
-            rows.append({"model": subject.name, "frames": num_frames, "tar": name, "seconds": times[name],
-                         "time_ratio": times[name] / times["off"], "tar_layer_seconds": tar,
-                         "layer_ratio": tar / stock if stock else 1.0, "extra_per_forward": (tar - stock) / times["off"],
+            rows.append({"model": subject.name, "frames": num_frames, "tar": name,
+                         "seconds": statistics.median(times[name]), "time_ratio": median_ratio(times, name, "off"),
+                         "tar_layer_seconds": tar,
+                         "layer_ratio": tar / stock if stock else 1.0, "extra_per_forward": (tar - stock) / statistics.median(times["off"]),
                          "peak_mib": peaks[name] / MiB, "memory_ratio": peaks[name] / peaks["off"]})
         print_rows(rows[-len(installs):])
     return rows
