@@ -99,9 +99,9 @@ def _estimated(defaults: BackboneDefaults, device: torch.device) -> bool:
 
 
 def _fit_test(defaults: BackboneDefaults, height: int, width: int, device: torch.device,
-              max_memory: float | None, **estimate: object) -> Callable[[int, int | None], bool]:
-    """``fits(num_frames, frame_chunk)``: whether that run's estimate fits in free memory now."""
-    free_device, free_host = _free_with_cap(device, max_memory)
+              free: tuple[int | None, int], **estimate: object) -> Callable[[int, int | None], bool]:
+    """``fits(num_frames, frame_chunk)``: whether that run's estimate fits in ``free`` (device, host) bytes."""
+    free_device, free_host = free
 
     def fits(num_frames: int, frame_chunk: int | None) -> bool:
         need = estimate_memory(defaults, num_frames, height, width, on_cpu=device.type == "cpu",
@@ -128,8 +128,8 @@ def choose_frame_chunk(defaults: BackboneDefaults, num_frames: int, height: int,
     1 when not even that fits (the memory check then says so)."""
     if not _estimated(defaults, device):
         return None
-    fits = _fit_test(defaults, height, width, device, max_memory, batch=batch, dtype=dtype, upscale=upscale,
-                     weights_loaded=weights_loaded)
+    fits = _fit_test(defaults, height, width, device, _free_with_cap(device, max_memory), batch=batch,
+                     dtype=dtype, upscale=upscale, weights_loaded=weights_loaded)
     if fits(num_frames, None):
         return None
     return max(1, _largest(lambda chunk: fits(num_frames, chunk), batch * num_frames - 1))
@@ -144,12 +144,12 @@ def check_memory(defaults: BackboneDefaults, name: str, num_frames: int, height:
     if not _estimated(defaults, device):
         return
     estimate = {"batch": batch, "dtype": dtype, "upscale": upscale, "weights_loaded": weights_loaded}
-    fits = _fit_test(defaults, height, width, device, max_memory, **estimate)
+    free_device, free_host = free = _free_with_cap(device, max_memory)
+    fits = _fit_test(defaults, height, width, device, free, **estimate)
     if fits(num_frames, frame_chunk):
         return
     need = estimate_memory(defaults, num_frames, height, width, on_cpu=device.type == "cpu",
                            frame_chunk=frame_chunk, **estimate)
-    free_device, free_host = _free_with_cap(device, max_memory)
     most = _largest(lambda frames: fits(frames, frame_chunk), num_frames - 1)
     where = (f"{need.device_bytes / GIB:.1f} GiB on {device} (free {free_device / GIB:.1f} GiB) and "
              if free_device is not None else "")
