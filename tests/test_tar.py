@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from vstar.resources import peak_allocated
 from vstar.tar import (
     INIT_LEVEL,
+    MIN_CHUNK_BYTES,
     TARConfig,
     TARProcessor,
     TARState,
@@ -107,9 +108,11 @@ def test_processor_concentrates_attention_near_the_diagonal():
 
 @pytest.mark.parametrize("mode", ["row", "head", "global"])
 @pytest.mark.parametrize("max_chunk_bytes", [1, 3000, 20000])  # one head (global: sequence), some heads, sequences
-def test_chunking_does_not_change_the_result(mode, max_chunk_bytes):
+@pytest.mark.parametrize("frames", [9, 21])  # heads of 8 channels: P V, then (V^T P^T)^T
+def test_chunking_does_not_change_the_result(mode, max_chunk_bytes, frames):
+    assert TARProcessor.transposed_product(frames, 8) == (frames == 21)
     attn = make_attention(channels=32, heads=4).double()
-    x = torch.randn(37, 9, 32, dtype=torch.float64)
+    x = torch.randn(37, frames, 32, dtype=torch.float64)
     with torch.no_grad():
         attn.set_processor(TARProcessor(1.0, max_mode=mode, max_chunk_bytes=2**30))
         whole = attn(x)
@@ -120,8 +123,9 @@ def test_chunking_does_not_change_the_result(mode, max_chunk_bytes):
     torch.testing.assert_close(whole, want, atol=1e-6, rtol=0)  # the reference rounds its result to float32
 
 
-def test_regularized_output_is_the_regularized_attention_times_v():
-    q, k, v = torch.randn(3, 5, 2, 11, 4).unbind(0)  # (n, heads, F, d)
+@pytest.mark.parametrize("head_dim", [4, 8])  # (V^T P^T)^T and P V
+def test_regularized_output_is_the_regularized_attention_times_v(head_dim):
+    q, k, v = torch.randn(3, 5, 2, 11, head_dim).unbind(0)  # (n, heads, F, d)
     tar = TARProcessor(2.0, max_chunk_bytes=600)  # several chunks
     want = tar.regularized_attention(q, k, 0.5) @ v
     torch.testing.assert_close(tar.regularized_output(q, k, v, 0.5), want, atol=1e-6, rtol=1e-6)
@@ -143,10 +147,12 @@ def test_float64_inputs_are_computed_in_float64():
 
 
 def test_chunk_bound_is_the_device_default_or_the_given_one_and_never_above_the_values():
-    small, big = torch.empty(64, 8, 64, 16), torch.empty(64, 8, 64, 128)  # 2 MiB and 16 MiB of float32
-    assert TARProcessor(1.0).chunk_bound(small) == small.numel() * 4
-    assert TARProcessor(1.0).chunk_bound(big) == 4 * 2**20  # the CPU default
+    tiny, small, big = torch.empty(64, 8, 16, 4), torch.empty(64, 8, 64, 16), torch.empty(64, 8, 64, 128)
+    assert TARProcessor(1.0).chunk_bound(tiny) == 2**20  # 128 KiB of values: one chunk of up to 1 MiB
+    assert TARProcessor(1.0).chunk_bound(small) == small.numel() * 4  # 2 MiB
+    assert TARProcessor(1.0).chunk_bound(big) == 4 * 2**20  # 16 MiB: the CPU default
     assert TARProcessor(1.0, max_chunk_bytes=1000).chunk_bound(big) == 1000
+    assert TARProcessor(1.0, max_chunk_bytes=2**30).chunk_bound(tiny) == tiny.numel() * 4
     assert TARProcessor(1.0).chunk_bound(big.to("meta")) == big.numel() * 4  # other devices: few large chunks
 
 
@@ -166,6 +172,18 @@ def test_peak_memory_stays_within_stock_attention(frames, heads, max_chunk_bytes
     assert tar <= stock
     one_head = 4 * frames * (frames + 1 + 4 * 32 // heads)
     assert tar <= 4 * tensor + max(min(max_chunk_bytes, tensor), one_head)
+
+
+def test_by_default_a_small_layer_runs_in_one_chunk_of_at_most_a_mebibyte_above_stock_attention():
+    attn = make_attention(channels=32, heads=8)
+    x = torch.randn(64, 64, 32)  # 512 KiB of values; their logits and row maxima take 8.1 MiB
+    with torch.no_grad():
+        attn.set_processor(AttnProcessor2_0())
+        stock = peak_allocated(lambda: attn(x))
+        attn.set_processor(TARProcessor(1.0))
+        attn(x)
+        tar = peak_allocated(lambda: attn(x))
+    assert stock < tar <= stock + MIN_CHUNK_BYTES
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -23,6 +23,7 @@ from vstar.temporal_attention import INIT_LEVEL, temporal_attention_layers
 MaxMode = Literal["row", "head", "global"]
 MAX_MODES: tuple[str, ...] = ("row", "head", "global")
 DEFAULT_CHUNK_BYTES = 4 * 2**20  # TAR's logits buffer on the CPU (measured fastest, see TARProcessor)
+MIN_CHUNK_BYTES = 2**20  # smaller layers run in one chunk on the CPU: splitting costs more time than it saves memory
 
 # The paper names UNet levels by the latent width of VideoCrafter2 at 320x512 (64, 32, 16, 8).
 RESOLUTION_LEVELS: dict[str, int] = {"64": 0, "32": 1, "16": 2, "8": 3}
@@ -72,21 +73,22 @@ class TARProcessor:
     ``M`` = max of ``S`` per query row (``"row"``, the authors' release), per head (``"head"``) or over all
     heads and rows of a sequence (``"global"``), and attends with ``softmax(S + strength * M * dA) @ V``.
 
-    The queries, keys and ``V^T`` are made head-major once per call (each replacing its projection), and the
-    work runs in chunks of sequences (or of the heads of one sequence when one is larger than the bound;
-    ``"global"`` keeps a sequence's heads together, as its ``M`` spans them): one logits buffer serves every
-    chunk, the logits are formed once (the scale folded into the product), biased and normalised in place,
-    and their product with ``V`` is written straight into the output. The buffer (float32; float64 for
-    float64 inputs; plus float32 copies of the chunk's inputs for half precision) holds at most
-    ``max_chunk_bytes`` and never more than the layer's ``V``: stock attention keeps its queries, keys and
-    values alive while it projects its output, this processor frees them first, so its peak memory stays
-    at or below stock attention's. A single head (a single sequence for ``"global"``) larger than the bound
-    is processed alone. The band ``(F, F)`` is made once per length and sigma and shared by all
-    processors. By default the bound is 4 MiB on the CPU, measured fastest there (``benchmarks/
-    tar_overhead.py``: smaller chunks pay more per-call overhead than they gain from the cache), and only the
-    size of ``V`` on other devices (few, large chunks for a GPU). While ``state.active`` is False or
-    ``strength == 0`` it defers to ``fallback`` (the processor it replaced, stock attention by default) at
-    no extra cost.
+    The queries, keys and values (``V^T`` for narrow heads, see :meth:`transposed_product`) are made
+    head-major once per call (each replacing its projection), and the work runs in chunks of sequences (or
+    of the heads of one sequence when one is larger than the bound; ``"global"`` keeps a sequence's heads
+    together, as its ``M`` spans them): one logits buffer serves every chunk, the logits are formed once
+    (the scale folded into the product), biased and normalised in place, and their product with ``V`` is
+    written straight into the output. The buffer (float32; float64 for float64 inputs; plus float32 copies
+    of the chunk's inputs for half precision) holds at most ``max_chunk_bytes`` and, when that is given,
+    never more than the layer's ``V``: stock attention keeps its queries, keys and values alive while it
+    projects its output, this processor frees them first, so its peak memory stays at or below stock
+    attention's. A single head (a single sequence for ``"global"``) larger than the bound is processed
+    alone. The band ``(F, F)`` is made once per length and sigma and shared by all processors. By default
+    the bound on the CPU is 4 MiB, measured fastest there (``benchmarks/tar_overhead.py``: smaller chunks pay
+    more per-call overhead than they gain from the cache), and never more than the larger of ``V`` and 1 MiB
+    (a small layer runs in one chunk: at most 1 MiB above stock attention's peak); on other devices it is
+    the size of ``V`` (few, large chunks for a GPU). While ``state.active`` is False or ``strength == 0``
+    it defers to ``fallback`` (the processor it replaced, stock attention by default) at no extra cost.
 
     Args:
         sigma: width of the Gaussian band; ignored when ``matrix`` is given.
@@ -154,17 +156,30 @@ class TARProcessor:
     def regularized_output(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                            scale: float) -> torch.Tensor:
         """``softmax(S + strength * M * dA) @ V`` in float32, ``(n, heads, F, d)``, in bounded chunks."""
-        value_t = value.transpose(-1, -2).contiguous()
-        out_t = torch.empty(value_t.shape, dtype=torch.float32, device=value.device)
-        self._attend(query.contiguous(), key.contiguous(), value_t, out_t, scale, self.chunk_bound(value_t))
-        return out_t.transpose(-1, -2)
+        transposed = self.transposed_product(query.shape[-2], query.shape[-1])
+        value = (value.transpose(-1, -2) if transposed else value).contiguous()
+        out = torch.empty(value.shape, dtype=torch.float32, device=value.device)
+        self._attend(query.contiguous(), key.contiguous(), value, out, scale, self.chunk_bound(value), transposed)
+        return out.transpose(-1, -2) if transposed else out
+
+    @staticmethod
+    def transposed_product(num_frames: int, head_dim: int) -> bool:
+        """Whether the product with ``V`` is formed as ``(V^T P^T)^T`` rather than ``P V``.
+
+        Matrix-product kernels are slow on narrow outputs: for heads narrower than half the frames
+        (``2 * d < F``) the ``(d, F)`` product is measured faster even though ``V^T`` and the result need
+        transposing copies; for wider heads ``P V`` is (``benchmarks/tar_overhead.py``).
+        """
+        return 2 * head_dim < num_frames
 
     def chunk_bound(self, value: torch.Tensor) -> int:
         """Bytes the logits buffer may hold for a layer whose values are ``value`` (see above)."""
         size = value.numel() * value.element_size()
         if self.max_chunk_bytes is not None:
             return min(self.max_chunk_bytes, size)
-        return min(DEFAULT_CHUNK_BYTES, size) if value.device.type == "cpu" else size
+        if value.device.type != "cpu":
+            return size
+        return min(DEFAULT_CHUNK_BYTES, max(size, MIN_CHUNK_BYTES))
 
     def chunk_shape(self, heads: int, num_frames: int, head_dim: int, max_bytes: int, itemsize: int = 4,
                     copies: bool = False) -> tuple[int, int]:
@@ -180,12 +195,13 @@ class TARProcessor:
             return max(1, max_bytes // (per_head * heads)), heads
         return 1, max(1, max_bytes // per_head)
 
-    def _attend(self, query: torch.Tensor, key: torch.Tensor, value_t: torch.Tensor, out_t: torch.Tensor,
-                scale: float, max_bytes: int) -> None:
-        """Write ``(softmax(S + strength * M * dA) @ V)^T`` into ``out_t``, chunk by chunk.
+    def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor,
+                scale: float, max_bytes: int, transposed: bool) -> None:
+        """Write ``softmax(S + strength * M * dA) @ V`` into ``out``, chunk by chunk.
 
-        ``query`` and ``key`` are contiguous ``(n, heads, F, d)``; ``value_t`` (``V^T``) and ``out_t`` are
-        contiguous ``(n, heads, d, F)``, ``out_t`` in any dtype. One logits buffer of at most ``max_bytes``
+        ``query`` and ``key`` are contiguous ``(n, heads, F, d)``; ``value`` and ``out`` are contiguous
+        ``(n, heads, F, d)``, or ``(n, heads, d, F)`` (``V^T`` and the transposed result) when ``transposed``
+        (see :meth:`transposed_product`); ``out`` in any dtype. One logits buffer of at most ``max_bytes``
         (see :meth:`chunk_shape`; float32, float64 for float64 inputs) serves every chunk: the logits are
         formed once (the scale folded into the product), and the bias and the softmax are applied in place.
         """
@@ -196,25 +212,25 @@ class TARProcessor:
         band = self.band(num_frames, query.device, dtype)
         logits_buffer = torch.empty(min(seqs, batch) * group * num_frames**2, dtype=dtype, device=query.device)
         # a chunk is a range of (sequence, head) pairs: whole sequences, or heads of one sequence
-        flat = [t.flatten(0, 1) for t in (query, key, value_t, out_t)]  # (n*heads, F, d) and (n*heads, d, F)
+        flat = [t.flatten(0, 1) for t in (query, key, value, out)]  # (n*heads, F, d) or (n*heads, d, F)
         for start in range(0, batch, seqs):
             stop = min(start + seqs, batch)
             for first in range(0, heads, group):
                 width = min(first + group, heads) - first
                 pairs = slice(start * heads + first, (stop - 1) * heads + first + width)
-                q, k, v_t, o_t = (t[pairs] for t in flat)
+                q, k, v, o = (t[pairs] for t in flat)
                 if copies:
-                    q, k, v_t = q.to(dtype), k.to(dtype), v_t.to(dtype)
+                    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
                 scores = logits_buffer[:q.shape[0] * num_frames**2].view(-1, num_frames, num_frames)
                 torch.baddbmm(scores, q, k.transpose(1, 2), beta=0, alpha=scale, out=scores)
                 logits = scores.view(-1, width, num_frames, num_frames)  # (c, g, F, F)
                 logits.addcmul_(self._peak(logits), band, value=self.strength)
                 torch.softmax(scores, dim=-1, out=scores)
-                # (V^T P^T)^T: several times faster than P V for the small heads of temporal attention
+                a, b = (v, scores.transpose(1, 2)) if transposed else (scores, v)
                 if copies:
-                    o_t.copy_(torch.bmm(v_t, scores.transpose(1, 2)))
+                    o.copy_(torch.bmm(a, b))
                 else:
-                    torch.bmm(v_t, scores.transpose(1, 2), out=o_t)
+                    torch.bmm(a, b, out=o)
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -245,12 +261,15 @@ class TARProcessor:
         query = (attn.norm_q(query) if attn.norm_q is not None else query).contiguous()
         key = heads_of(attn.to_k(hidden_states))
         key = (attn.norm_k(key) if attn.norm_k is not None else key).contiguous()
-        value_t = heads_of(attn.to_v(hidden_states)).transpose(-1, -2).contiguous()  # (n, heads, d, F)
-        out_t = torch.empty_like(value_t)
-        self._attend(query, key, value_t, out_t, attn.scale, self.chunk_bound(value_t))
-        del query, key, value_t
-        hidden_states = out_t.permute(0, 3, 1, 2).reshape(batch_size, num_frames, -1)  # (n, F, heads*d)
-        del out_t
+        transposed = self.transposed_product(num_frames, query.shape[-1])
+        value = heads_of(attn.to_v(hidden_states))
+        value = (value.transpose(-1, -2) if transposed else value).contiguous()  # (n, heads, d, F) or (n, heads, F, d)
+        out = torch.empty_like(value)
+        self._attend(query, key, value, out, attn.scale, self.chunk_bound(value), transposed)
+        del query, key, value
+        hidden_states = out.permute(0, 3, 1, 2) if transposed else out.transpose(1, 2)  # (n, F, heads, d)
+        hidden_states = hidden_states.reshape(batch_size, num_frames, -1)
+        del out
 
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
