@@ -15,6 +15,7 @@ from vstar.toy.train import (
     full_unet,
     run,
     skip_temporal_convs,
+    unet_learning_rate,
 )
 
 
@@ -154,7 +155,16 @@ def test_mixed_lengths_keep_frames_per_step_and_export_the_ema(tmp_path):
     key = "conv_out.weight"
     torch.testing.assert_close(exported[key], ema[key].half().float())
     assert not torch.equal(raw[key], ema[key])
-    run(TrainConfig(**{**cfg.__dict__, "unet_steps": 4}), resume=True)  # the EMA resumes with the weights
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["ema"]["updates"] == 4
+    # the EMA resumes with the weights; a learning-rate tail overrides the resumed optimizer's rate
+    run(TrainConfig(**{**cfg.__dict__, "unet_steps": 4, "lr_tail": 2}), resume=True)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["ema"]["updates"] == 4
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr / 2)  # step 3 of 4, tail of 2
     log = (tmp_path / "run" / "loss.csv").read_text().splitlines()
     assert log[0] == "stage,step,loss" and log[1].startswith("vae,0,") and log[2].startswith("unet,0,")
+
+
+def test_learning_rate_tail_falls_linearly_to_zero_at_the_last_step(tmp_path):
+    cfg = TrainConfig(workdir=tmp_path, lr=1e-3, unet_steps=100, lr_tail=40)
+    assert [unet_learning_rate(cfg, s) for s in (0, 60, 80, 99)] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-5])
+    assert unet_learning_rate(TrainConfig(workdir=tmp_path, lr=1e-3), 10**6) == 1e-3  # no tail: constant

@@ -2,9 +2,10 @@
 
     python -m vstar.toy.train --workdir runs/toy [--minutes 45] [--resume] [--init-vae PATH | --vae-from PATH]
         [--init-unet PATH]
-        [--frames 8,16,24] [--frames-per-step 192] [--ema-decay 0.999] [--device cpu|cuda]
+        [--frames 8,16,24] [--frames-per-step 192] [--ema-decay 0.999] [--lr-tail STEPS] [--device cpu|cuda]
 
-Seeded and resumable (a checkpoint every ``--save-every`` steps in the work folder, EMA weights included);
+Seeded and resumable (a checkpoint every ``--save-every`` steps in the work folder, EMA weights included;
+``--lr-tail`` sets the learning rate of every step from the schedule, also after a resume);
 writes ``loss.csv`` there and, at the end, float16 weights in diffusers layout to ``--export`` (the packaged
 weights folder by default); the exported UNet is the EMA of the trained one. Each training clip shows one
 scene with its caption, like real text-to-video data, and moves gradually (several speeds, some growing or
@@ -54,6 +55,7 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of the UNet weights (exported); 0 exports the raw weights
     minutes: float = 45.0  # wall-clock budget of the UNet stage; training stops at whichever comes first
     lr: float = 5e-4
+    lr_tail: int = 0  # the UNet learning rate falls linearly to 0 over the last lr_tail of unet_steps (0: constant)
     noise: float = 0.02  # pixel noise of the rendered clips
     save_every: int = 200
     init_vae: str = ""  # a trained VAE folder (diffusers layout) to use as is instead of training one
@@ -200,6 +202,8 @@ def train_vae(vae: AutoencoderKL, cfg: TrainConfig, rng: np.random.Generator, st
         posterior = vae.encode(frames).latent_dist
         recon = vae.decode(posterior.sample()).sample
         loss = F.mse_loss(recon, frames) + 0.1 * F.l1_loss(recon, frames) + cfg.vae_kl * posterior.kl().mean()
+        for group in optimizer.param_groups:  # also overrides a resumed optimizer's rate
+            group["lr"] = unet_learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -226,6 +230,13 @@ def unet_checkpoint(path: Path, step: int, vae: AutoencoderKL, unet: UNet3DCondi
                     ema=ema.state_dict(), latent_scale=vae.config.scaling_factor,
                     optimizer=optimizer.state_dict(), rng=rng.bit_generator.state,
                     torch_rng=torch.get_rng_state())
+
+
+def unet_learning_rate(cfg: TrainConfig, step: int) -> float:
+    """``cfg.lr``, falling linearly over the last ``cfg.lr_tail`` steps to 0 at ``cfg.unet_steps``."""
+    if cfg.lr_tail <= 0:
+        return cfg.lr
+    return cfg.lr * min(1.0, (cfg.unet_steps - step) / cfg.lr_tail)
 
 
 def train_unet(unet: UNet3DConditionModel, vae: AutoencoderKL, cfg: TrainConfig, rng: np.random.Generator,
@@ -255,6 +266,8 @@ def train_unet(unet: UNet3DConditionModel, vae: AutoencoderKL, cfg: TrainConfig,
         noisy = noise_schedule.add_noise(latents, noise, t.to(cfg.device))
         states = embed(captions).to(cfg.device)
         loss = F.mse_loss(unet(noisy, t.to(cfg.device), encoder_hidden_states=states).sample, noise)
+        for group in optimizer.param_groups:  # also overrides a resumed optimizer's rate
+            group["lr"] = unet_learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
