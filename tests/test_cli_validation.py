@@ -178,6 +178,10 @@ PIPELINE_CASES = [
     ({"frame_chunk": 0}, "frame_chunk must be a whole number >= 1"),
     ({"frame_chunk": "half"}, "or 'auto'"),
     ({"max_memory": 0}, "max_memory must be a positive number of GiB"),
+    # also where no estimate is made
+    ({"max_memory": -1, "frame_chunk": 2, "check_memory": False}, "max_memory must be a positive number of GiB"),
+    ({"max_memory": float("inf"), "check_memory": False}, "max_memory must be a positive number of GiB"),
+    ({"max_memory": "2", "check_memory": False}, "max_memory must be a positive number of GiB"),
     ({"num_frames": 64, "max_memory": 1e-6}, "not even 2 frames fit"),
     ({"frame_chunk": 4, "record_attention": True}, "leave out frame_chunk"),
     ({"num_frames": 10_000_000}, "check_memory=False"),

@@ -20,8 +20,8 @@ from vstar.backbones import Backbone, load_backbone
 from vstar.chunking import chunked_execution
 from vstar.conditioning import InterpolationMode, cfg_context, interpolate_embeddings, keyframe_indices
 from vstar.config import GenerationConfig
+from vstar.resources import check_max_memory, choose_frame_chunk
 from vstar.resources import check_memory as memory_check
-from vstar.resources import choose_frame_chunk
 from vstar.sampling import classifier_free_guidance, sample
 from vstar.tar import TARConfig, apply_tar, remove_tar
 
@@ -194,6 +194,7 @@ class VSTARPipeline:
                              f"got {frame_chunk!r}")
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; choose np, pt or latent")
+        check_max_memory(max_memory)  # also where no estimate is made (check_memory=False, a fixed frame_chunk)
         self.check_config(config)
         memory = {"batch": num_videos * (2 if config.uses_guidance else 1), "dtype": backbone.dtype,
                   "device": self.device, "max_memory": max_memory, "weights_loaded": True}

@@ -22,6 +22,7 @@ refuses only what the estimate says cannot fit; ``--no-memory-check`` (``check_m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -80,10 +81,17 @@ def free_memory(device: torch.device) -> tuple[int | None, int]:
     return None, host
 
 
+def check_max_memory(max_memory: float | None) -> None:
+    """Refuse a ``max_memory`` that is not None or a finite positive number of GiB."""
+    if max_memory is None:
+        return
+    if isinstance(max_memory, bool) or not isinstance(max_memory, int | float) or not 0 < max_memory < math.inf:
+        raise ValueError(f"max_memory must be a positive number of GiB, got {max_memory!r}")
+
+
 def _free_with_cap(device: torch.device, max_memory: float | None) -> tuple[int | None, int]:
     """:func:`free_memory`, the model's device capped at ``max_memory`` GiB (the host on the CPU)."""
-    if max_memory is not None and not max_memory > 0:
-        raise ValueError(f"max_memory must be a positive number of GiB, got {max_memory!r}")
+    check_max_memory(max_memory)
     free_device, free_host = free_memory(device)
     if max_memory is not None:
         cap = int(max_memory * GIB)
