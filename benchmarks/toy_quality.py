@@ -1,7 +1,7 @@
 """Frame quality of the toy model, old (shipped) weights vs new ones, side by side in one run.
 
     python benchmarks/toy_quality.py [--new runs/toy_v2/export] [--old PATH] [--prompts 20] [--transitions 20]
-        [--seeds 4] [--frames 16,48] [--steps 25] [--quick] [--workers 2]
+        [--seeds 4] [--frames 16,48] [--unnamed-frames 16] [--steps 25] [--quick] [--workers 2]
 
 Weight-free and in pixel space: every frame is scored by ``vstar.toy.classifier`` (hand-written rules).
 
@@ -9,11 +9,15 @@ Weight-free and in pixel space: every frame is scored by ``vstar.toy.classifier`
   **clean** = share of frames showing one shape on a uniform background (fewer than 3% of the background
   pixels farther than 0.2 from the border colour, :func:`vstar.toy.classifier.is_clean`); **right** = share of
   the clean frames whose colour and shape are the prompt's; **clean+right** = share of all frames that are
-  both; **flicker** = mean absolute difference of consecutive frames (pixels in [0, 1]).
+  both; **flicker** = mean absolute difference of consecutive frames (pixels in [0, 1]); **background held**
+  = share of videos whose frames all show the same background colour (the palette colour nearest the
+  frame's border), which the per-frame measures cannot see.
 - Transitions ("a red circle on a black background turning into a blue square", colour and shape both
   change): **X→Y success** = at least half of the first 4 frames show X and at least half of the last 4 show
   Y (colour and shape), for the prompt alone on every frame and with VSP (the offline rules synopsis, default
-  interpolation); clean share and flicker of the VSP videos.
+  interpolation); clean share, flicker and background held of the VSP videos. At the ``--unnamed-frames``
+  lengths the same transitions are measured again with no background in the prompt ("a red circle turning
+  into a blue square", like ``make demo``): the model picks one, and every frame should keep it.
 
 All other settings are the pipeline's defaults for the toy model (25 DDIM steps, guidance 5, TAR 64D1) unless
 ``--tar none``. ``--quick`` (3 prompts, 3 transitions, 1 seed) is a smoke test, not a measurement.
@@ -36,7 +40,7 @@ import torch
 
 from vstar import VSTARPipeline
 from vstar.synopsis import make_synopsis
-from vstar.toy.classifier import classify_clip, is_clean, matches, shows
+from vstar.toy.classifier import FrameState, classify_clip, is_clean, matches, shows
 from vstar.toy.model import WEIGHTS_DIR, load_toy
 from vstar.toy.scenes import BACKGROUNDS, COLORS, SHAPES, Scene
 
@@ -55,10 +59,12 @@ def _prompt(s: Scene) -> str:
 class Transition:
     start: Scene
     end: Scene
+    named_background: bool = True  # False: the prompt leaves the background to the model, as the demo's does
 
     @property
     def prompt(self) -> str:
-        return f"{_prompt(self.start)} turning into a {self.end.color} {self.end.shape}"
+        start = _prompt(self.start) if self.named_background else f"a {self.start.color} {self.start.shape}"
+        return f"{start} turning into a {self.end.color} {self.end.shape}"
 
 
 def single_scenes(count: int, seed: int = 0) -> list[Scene]:
@@ -68,7 +74,7 @@ def single_scenes(count: int, seed: int = 0) -> list[Scene]:
     return [_scene(*combos[i]) for i in order]
 
 
-def transitions(count: int, seed: int = 0) -> list[Transition]:
+def transitions(count: int, seed: int = 0, named_background: bool = True) -> list[Transition]:
     """``count`` distinct transitions that change both colour and shape, in a seeded order."""
     rng = np.random.default_rng(seed)
     pairs = [(c1, s1, c2, s2) for c1, c2 in itertools.permutations(COLORS, 2)
@@ -77,7 +83,7 @@ def transitions(count: int, seed: int = 0) -> list[Transition]:
     for i in rng.permutation(len(pairs))[:count]:
         c1, s1, c2, s2 = pairs[i]
         bg = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
-        out.append(Transition(_scene(s1, c1, bg), _scene(s2, c2, bg)))
+        out.append(Transition(_scene(s1, c1, bg), _scene(s2, c2, bg), named_background))
     return out
 
 
@@ -100,12 +106,18 @@ def flicker(video: np.ndarray) -> float:
     return float(np.abs(np.diff(video, axis=0)).mean()) if len(video) > 1 else 0.0
 
 
+def holds_background(states: Sequence[FrameState]) -> bool:
+    """Whether every frame shows the same background colour (the palette colour nearest its border)."""
+    return len({s.background for s in states}) == 1
+
+
 def single_state(generate: Generate, scenes: Sequence[Scene], seeds: Sequence[int], frames: int) -> dict[str, float]:
-    clean, right, flick = [], [], []
+    clean, right, flick, held = [], [], [], []
     for scene in scenes:
         for video in generate(_prompt(scene), None, seeds, frames):
             flick.append(flicker(video))
             states = classify_clip(video)
+            held.append(holds_background(states))
             for frame, state in zip(video, states, strict=True):
                 ok = is_clean(frame)
                 clean.append(ok)
@@ -113,12 +125,12 @@ def single_state(generate: Generate, scenes: Sequence[Scene], seeds: Sequence[in
     n_clean = sum(clean)
     return {"videos": len(flick), "clean": float(np.mean(clean)),
             "right": sum(right) / n_clean if n_clean else 0.0, "clean+right": float(np.mean(right)),
-            "flicker": float(np.mean(flick))}
+            "flicker": float(np.mean(flick)), "background held": float(np.mean(held))}
 
 
 def transition_scores(generate: Generate, items: Sequence[Transition], seeds: Sequence[int],
                       frames: int) -> dict[str, float]:
-    plain, vsp, clean, flick = [], [], [], []
+    plain, vsp, clean, flick, held = [], [], [], [], []
     for t in items:
         synopsis = make_synopsis(t.prompt, backend="rules", cache=False).states
         for videos, success in ((generate(t.prompt, None, seeds, frames), plain),
@@ -128,8 +140,10 @@ def transition_scores(generate: Generate, items: Sequence[Transition], seeds: Se
                 if success is vsp:
                     clean.extend(is_clean(frame) for frame in video)
                     flick.append(flicker(video))
+                    held.append(holds_background(classify_clip(video)))
     return {"videos": len(vsp), "X→Y prompt only": float(np.mean(plain)), "X→Y VSP": float(np.mean(vsp)),
-            "clean (VSP)": float(np.mean(clean)), "flicker (VSP)": float(np.mean(flick))}
+            "clean (VSP)": float(np.mean(clean)), "flicker (VSP)": float(np.mean(flick)),
+            "background held (VSP)": float(np.mean(held))}
 
 
 def measure(pipe: VSTARPipeline, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -142,6 +156,9 @@ def measure(pipe: VSTARPipeline, args: argparse.Namespace) -> dict[str, dict[str
             generate, single_scenes(args.prompts), seeds, frames)
         results[f"transitions, {frames} frames"] = transition_scores(
             generate, transitions(args.transitions), seeds, frames)
+        if frames in args.unnamed_frames:
+            results[f"transitions, no background named, {frames} frames"] = transition_scores(
+                generate, transitions(args.transitions, named_background=False), seeds, frames)
         print(f"  {frames} frames: {time.monotonic() - started:.0f} s", flush=True)
     return results
 
@@ -177,6 +194,8 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--frames", type=lambda s: [int(f) for f in s.split(",")], default=[16, 48])
+    parser.add_argument("--unnamed-frames", type=lambda s: [int(f) for f in s.split(",") if f], default=[16],
+                        help="lengths at which transitions are also measured with no background in the prompt")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps")
     parser.add_argument("--tar", default="default", help="'default' (the pipeline's), 'none', or a preset")
     parser.add_argument("--quick", action="store_true", help="3 prompts, 3 transitions, 1 seed: a smoke test")
