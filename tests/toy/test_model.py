@@ -155,8 +155,10 @@ def test_mixed_lengths_keep_frames_per_step_and_export_the_ema(tmp_path):
     key = "conv_out.weight"
     torch.testing.assert_close(exported[key], ema[key].half().float())
     assert not torch.equal(raw[key], ema[key])
-    # the EMA resumes with the weights; a learning-rate tail overrides the resumed optimizer's rate
-    run(TrainConfig(**{**cfg.__dict__, "unet_steps": 4, "lr_tail": 2}), resume=True)
+    # the EMA resumes with the weights; a learning-rate tail overrides the resumed optimizer's rate; the
+    # checkpoint's UNet replaces --init-unet, which is not even read
+    run(TrainConfig(**{**cfg.__dict__, "unet_steps": 4, "lr_tail": 2, "init_unet": str(tmp_path / "gone")}),
+        resume=True)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["ema"]["updates"] == 4
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr / 2)  # step 3 of 4, tail of 2

@@ -289,21 +289,23 @@ def run(cfg: TrainConfig, resume: bool = False) -> None:
     checkpoint, log = cfg.workdir / "checkpoint.pt", cfg.workdir / "loss.csv"
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    state = (torch.load(checkpoint, weights_only=False, map_location=cfg.device)
+             if resume and checkpoint.exists() else None)
+    resumes_unet = state is not None and state["stage"] == "unet"  # the checkpoint replaces any --init-unet
     vae = toy_vae()
-    unet = load_trained_unet(cfg.init_unet) if cfg.init_unet else skip_temporal_convs(toy_unet())
+    unet = (load_trained_unet(cfg.init_unet) if cfg.init_unet and not resumes_unet
+            else skip_temporal_convs(toy_unet()))
     if cfg.vae_from:
         vae.load_state_dict(AutoencoderKL.from_pretrained(cfg.vae_from, torch_dtype=torch.float32).state_dict())
     vae, unet = vae.to(cfg.device), unet.to(cfg.device)
     ema = EMA(unet, cfg.ema_decay)
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     unet_opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
-    state = (torch.load(checkpoint, weights_only=False, map_location=cfg.device)
-             if resume and checkpoint.exists() else None)
     if state is not None:
         vae.load_state_dict(state["vae"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"].cpu())
-        if state["stage"] == "unet":
+        if resumes_unet:
             unet.load_state_dict(state["unet"])
             unet_opt.load_state_dict(state["optimizer"])
             ema = EMA(unet, cfg.ema_decay)  # a checkpoint without EMA starts it from the trained weights
