@@ -181,7 +181,7 @@ def table(columns: dict[str, dict[str, dict[str, float]]]) -> str:
             cells = []
             for name in names:
                 v = columns[name][group][key]
-                cells.append(f"{v:.0f}" if key == "videos" else f"{v:.4f}" if "flicker" in key else f"{100 * v:.0f}%")
+                cells.append(f"{v:.0f}" if key == "videos" else f"{v:.4f}" if "flicker" in key else f"{100 * v:.1f}%")
             lines.append(f"| {group}: {key} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
