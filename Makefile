@@ -31,7 +31,7 @@ test-fast: setup lint
 
 # The embedded toy model (trained by vstar on procedural clips) with the synopsis of the offline rules backend.
 demo: setup
-	$(BIN)/vstar generate "a red circle turning into a blue square" \
+	$(BIN)/vstar generate "a red circle on a black background turning into a blue square" \
 		--model toy-shapes --frames 16 --seed 0 --upscale 4 --out outputs/demo.gif --overwrite
 
 clean:
