@@ -15,6 +15,7 @@ from vstar.toy.train import (
     full_unet,
     run,
     skip_temporal_convs,
+    train_vae,
     unet_learning_rate,
 )
 
@@ -170,3 +171,11 @@ def test_learning_rate_tail_falls_linearly_to_zero_at_the_last_step(tmp_path):
     cfg = TrainConfig(workdir=tmp_path, lr=1e-3, unet_steps=100, lr_tail=40)
     assert [unet_learning_rate(cfg, s) for s in (0, 60, 80, 99)] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-5])
     assert unet_learning_rate(TrainConfig(workdir=tmp_path, lr=1e-3), 10**6) == 1e-3  # no tail: constant
+
+
+def test_the_learning_rate_tail_leaves_the_vae_stage_alone(tmp_path):
+    cfg = TrainConfig(workdir=tmp_path, vae_steps=1, vae_batch=4, lr=1e-4, unet_steps=10, lr_tail=10)
+    vae = toy_vae()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    train_vae(vae, cfg, np.random.default_rng(0), 0, optimizer, tmp_path / "loss.csv", tmp_path / "checkpoint.pt")
+    assert optimizer.param_groups[0]["lr"] == 1e-3

@@ -202,8 +202,6 @@ def train_vae(vae: AutoencoderKL, cfg: TrainConfig, rng: np.random.Generator, st
         posterior = vae.encode(frames).latent_dist
         recon = vae.decode(posterior.sample()).sample
         loss = F.mse_loss(recon, frames) + 0.1 * F.l1_loss(recon, frames) + cfg.vae_kl * posterior.kl().mean()
-        for group in optimizer.param_groups:  # also overrides a resumed optimizer's rate
-            group["lr"] = unet_learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
