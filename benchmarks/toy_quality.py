@@ -17,7 +17,7 @@ Weight-free and in pixel space: every frame is scored by ``vstar.toy.classifier`
   Y (colour and shape), for the prompt alone on every frame and with VSP (the offline rules synopsis, default
   interpolation); clean share, flicker and background held of the VSP videos. At the ``--unnamed-frames``
   lengths the same transitions are measured again with no background in the prompt ("a red circle turning
-  into a blue square", like ``make demo``): the model picks one, and every frame should keep it.
+  into a blue square"): the model picks one, and every frame should keep it.
 
 All other settings are the pipeline's defaults for the toy model (25 DDIM steps, guidance 5, TAR 64D1) unless
 ``--tar none``. ``--quick`` (3 prompts, 3 transitions, 1 seed) is a smoke test, not a measurement.
@@ -59,7 +59,7 @@ def _prompt(s: Scene) -> str:
 class Transition:
     start: Scene
     end: Scene
-    named_background: bool = True  # False: the prompt leaves the background to the model, as the demo's does
+    named_background: bool = True  # False: the prompt leaves the background to the model
 
     @property
     def prompt(self) -> str:
