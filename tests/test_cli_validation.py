@@ -61,6 +61,7 @@ GENERATE_CASES = [
     (["--frame-chunk", "0"], "--frame-chunk takes a whole number of frames >= 1 or 'auto'"),
     (["--frame-chunk", "half"], "--frame-chunk takes a whole number"),
     (["--max-memory", "0"], "--max-memory must be a positive number of GiB"),
+    (["--max-memory", "inf"], "--max-memory must be a positive number of GiB"),
     (["--tar-strength", "nan"], "tar_strength must be a finite number"),
     (["--tar-step-fraction", "2"], "step_fraction must be in [0, 1]"),
     (["--tar", "64D1", "--no-tar"], "contradict"),

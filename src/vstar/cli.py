@@ -276,7 +276,7 @@ def generate(
     from vstar.io import check_writable, claim_outputs, output_kind, sidecar_path, write_sidecar, write_video
     from vstar.noise.cli import check_noise_shape, noise_options, noise_path, recorded_noise, save_noise
     from vstar.pipeline import VSTARPipeline
-    from vstar.resources import check_memory, choose_frame_chunk
+    from vstar.resources import check_max_memory, check_memory, choose_frame_chunk
     from vstar.sidecar import load_sidecar
 
     if quiet:
@@ -309,8 +309,7 @@ def generate(
     if upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {upscale}")
     chunk = frame_chunk_option(frame_chunk)
-    if max_memory is not None and not max_memory > 0:
-        raise ValueError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+    check_max_memory(max_memory, "--max-memory")
     if out is not None:
         output_kind(out)
 

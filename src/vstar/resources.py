@@ -81,12 +81,13 @@ def free_memory(device: torch.device) -> tuple[int | None, int]:
     return None, host
 
 
-def check_max_memory(max_memory: float | None) -> None:
-    """Refuse a ``max_memory`` that is not None or a finite positive number of GiB."""
+def check_max_memory(max_memory: float | None, name: str = "max_memory") -> None:
+    """Refuse a ``max_memory`` that is not None or a finite positive number of GiB (``name``: how the
+    message calls it, e.g. the CLI's ``--max-memory``)."""
     if max_memory is None:
         return
     if isinstance(max_memory, bool) or not isinstance(max_memory, int | float) or not 0 < max_memory < math.inf:
-        raise ValueError(f"max_memory must be a positive number of GiB, got {max_memory!r}")
+        raise ValueError(f"{name} must be a positive number of GiB, got {max_memory!r}")
 
 
 def _free_with_cap(device: torch.device, max_memory: float | None) -> tuple[int | None, int]:
