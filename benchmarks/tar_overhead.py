@@ -10,9 +10,9 @@ each preset, and the first preset installed but inactive (a later denoising step
 round, the order rotated each round; the table shows median seconds and the median of each round's ratio to
 TAR off. On a shared machine whole forwards vary by several percent from round to round, so TAR's own cost
 is also measured paired: in separate forwards every active TAR layer runs both as TAR and as the stock
-processor it replaced, back to back on the same input (alternating which goes first); ``layers s`` is the TAR layers' seconds per forward, ``x stock`` their ratio to the same
-layers run stock, and ``extra`` = (TAR - stock seconds) / the forward time of TAR off, TAR's cost as a
-fraction of a forward. Peak memory is the most the allocator held during one forward above what it held
+processor it replaced, back to back on the same input (alternating which goes first); ``layers s`` is the
+TAR layers' seconds per forward, ``x stock`` their ratio to the same layers run stock, and ``extra`` =
+(TAR - stock seconds) / the forward time of TAR off, TAR's cost as a fraction of a forward. Peak memory is the most the allocator held during one forward above what it held
 before (weights and inputs are not counted; see ``measure.py``).
 
 ``--full`` builds full-size architectures from their configs with random weights (the ModelScope UNet3D of
@@ -177,12 +177,13 @@ def measure(subject: Subject, frames: list[int], presets: list[str], rounds: int
                 peaks[name] = peak_bytes(call, device)
                 layers[name] = paired_seconds(clock, call, rounds)
         remove_tar(subject.model)
+        off_seconds = statistics.median(times["off"])
         for name in installs:
             tar, stock = layers[name]
             rows.append({"model": subject.name, "frames": num_frames, "tar": name,
                          "seconds": statistics.median(times[name]), "time_ratio": median_ratio(times, name, "off"),
-                         "tar_layer_seconds": tar,
-                         "layer_ratio": tar / stock if stock else 1.0, "extra_per_forward": (tar - stock) / statistics.median(times["off"]),
+                         "tar_layer_seconds": tar, "layer_ratio": tar / stock if stock else 1.0,
+                         "extra_per_forward": (tar - stock) / off_seconds,
                          "peak_mib": peaks[name] / MiB, "memory_ratio": peaks[name] / peaks["off"]})
         print_rows(rows[-len(installs):])
     return rows
