@@ -131,6 +131,56 @@ def test_regularized_output_is_the_regularized_attention_times_v(head_dim):
     torch.testing.assert_close(tar.regularized_output(q, k, v, 0.5), want, atol=1e-6, rtol=1e-6)
 
 
+def reference_output(q, k, v, scale, matrix, strength=1.0):
+    """``softmax(S + strength * rowmax(S) * matrix) @ V`` in float64."""
+    q, k, v, matrix = q.double(), k.double(), v.double(), matrix.double()
+    scores = q @ k.transpose(-1, -2) * scale
+    return torch.softmax(scores + strength * scores.amax(-1, keepdim=True) * matrix, -1) @ v
+
+
+@pytest.mark.parametrize("logit_scale", [0.1, 1.0, 2.0, 40.0])  # row maxima of 0.3 to 1e4: both shifts
+@pytest.mark.parametrize("sign", [1, -1])  # all logits positive, or all negative (then M < 0)
+@pytest.mark.parametrize("frames", [9, 40])  # P V and (V^T P^T)^T
+def test_output_is_exact_for_any_size_and_sign_of_the_logits(logit_scale, sign, frames):
+    torch.manual_seed(1)
+    q = torch.rand(2, 3, frames, 8) * logit_scale + 0.1
+    k = sign * (torch.rand(2, 3, frames, 8) * logit_scale + 0.1)
+    v = torch.randn(2, 3, frames, 8)
+    scores = q @ k.transpose(-1, -2)
+    assert (scores * sign > 0).all() and scores.abs().max() > logit_scale**2
+    for strength in (1.0, 3.0):
+        got = TARProcessor(1.5, strength=strength, max_chunk_bytes=4000).regularized_output(q, k, v, 1.0)
+        want = reference_output(q, k, v, 1.0, regularization_matrix(frames, 1.5), strength)
+        assert torch.isfinite(got).all()
+        # float32 logits of size |S| carry errors of about |S| * 1e-7
+        tolerance = 5e-7 * max(1.0, scores.abs().max().item())
+        torch.testing.assert_close(got.double(), want, atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.parametrize("offset", [42.0, -42.0, 46.0, -46.0])
+def test_output_is_exact_where_the_row_maxima_reach_float32s_exponent_range(offset):
+    """Row maxima near +-44, where 2 ** (M * log2(e)) leaves 2 ** +-64 (powers of 2 ** 64 and more must not
+    overflow when summed; the largest must stay far above float32's underflow)."""
+    torch.manual_seed(3)
+    frames = 24
+    q = torch.cat([torch.randn(2, 3, frames, 7) * 0.3, torch.full((2, 3, frames, 1), 6.0)], -1)
+    k = torch.cat([torch.randn(2, 3, frames, 7) * 0.3, torch.full((2, 3, frames, 1), offset / 6.0)], -1)
+    v = torch.randn(2, 3, frames, 8)
+    peaks = (q @ k.transpose(-1, -2)).amax(-1)
+    assert (peaks.abs() / math.log(2) > 55).all() and (peaks.abs() / math.log(2) < 75).all()
+    got = TARProcessor(1.0).regularized_output(q, k, v, 1.0)
+    want = reference_output(q, k, v, 1.0, regularization_matrix(frames, 1.0))
+    torch.testing.assert_close(got.double(), want, atol=3e-5, rtol=3e-5)
+
+
+def test_custom_matrix_with_negative_and_large_entries_is_exact():
+    torch.manual_seed(2)
+    q, k, v = torch.randn(3, 2, 4, 12, 8).unbind(0)
+    matrix = torch.randn(12, 12) * 1.5  # like a similarity matrix: any sign, entries above 1
+    got = TARProcessor(None, matrix=matrix, strength=0.7).regularized_output(q, k, v, 0.5)
+    torch.testing.assert_close(got.double(), reference_output(q, k, v, 0.5, matrix, 0.7), atol=1e-6, rtol=1e-6)
+
+
 def test_float64_inputs_are_computed_in_float64():
     attn = make_attention().double()
     x = torch.randn(3, 7, 16, dtype=torch.float64) * 2
@@ -170,7 +220,7 @@ def test_peak_memory_stays_within_stock_attention(frames, heads, max_chunk_bytes
         attn(x)  # the band is made once and shared
         tar = peak_allocated(lambda: attn(x))
     assert tar <= stock
-    one_head = 4 * frames * (frames + 1 + 4 * 32 // heads)
+    one_head = 4 * frames * (frames + 2 + 4 * 32 // heads)
     assert tar <= 4 * tensor + max(min(max_chunk_bytes, tensor), one_head)
 
 

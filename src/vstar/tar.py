@@ -24,6 +24,8 @@ MaxMode = Literal["row", "head", "global"]
 MAX_MODES: tuple[str, ...] = ("row", "head", "global")
 DEFAULT_CHUNK_BYTES = 4 * 2**20  # TAR's logits buffer on the CPU (measured fastest, see TARProcessor)
 MIN_CHUNK_BYTES = 2**20  # smaller layers run in one chunk on the CPU: splitting costs more time than it saves memory
+LOG2_E = 1 / math.log(2)  # TAR exponentiates in base 2: measured 2x faster than softmax's exp on the CPU
+EXPONENT_RANGE = 64.0  # base-2 exponents the one-pass shift may span (see TARProcessor._exponentiate)
 
 # The paper names UNet levels by the latent width of VideoCrafter2 at 320x512 (64, 32, 16, 8).
 RESOLUTION_LEVELS: dict[str, int] = {"64": 0, "32": 1, "16": 2, "8": 3}
@@ -59,6 +61,19 @@ def _shared_band(num_frames: int, sigma: float, device: torch.device, dtype: tor
     return regularization_matrix(num_frames, sigma, device=device, dtype=dtype)
 
 
+@functools.lru_cache(maxsize=16)
+def _shared_bias(num_frames: int, sigma: float, strength: float, device: torch.device,
+                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """:meth:`TARProcessor.bias_terms` of the Gaussian band, shared like the band itself."""
+    return _bias_terms(_shared_band(num_frames, sigma, device, dtype), strength)
+
+
+def _bias_terms(matrix: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    bias = matrix * strength
+    top = bias.max()
+    return bias, bias - (1 + top), (top - bias.min()).item()
+
+
 @dataclass
 class TARState:
     """Mutable switch shared by the processors of one UNet; the pipeline turns it off after the early steps."""
@@ -77,9 +92,10 @@ class TARProcessor:
     head-major once per call (each replacing its projection), and the work runs in chunks of sequences (or
     of the heads of one sequence when one is larger than the bound; ``"global"`` keeps a sequence's heads
     together, as its ``M`` spans them): one logits buffer serves every chunk, the logits are formed once
-    (the scale folded into the product), biased and normalised in place, and their product with ``V`` is
-    written straight into the output. The buffer (float32; float64 for float64 inputs; plus float32 copies
-    of the chunk's inputs for half precision) holds at most ``max_chunk_bytes`` and, when that is given,
+    in base 2 (the scale folded into the product), biased and exponentiated in place (one pass where the
+    maxima allow, see :meth:`_exponentiate`), and their product with ``V`` is written straight into the
+    output and divided by the row sums (``(F, d)`` numbers per head rather than ``(F, F)``). The buffer
+    (float32; float64 for float64 inputs; plus float32 copies of the chunk's inputs for half precision) holds at most ``max_chunk_bytes`` and, when that is given,
     never more than the layer's ``V``: stock attention keeps its queries, keys and values alive while it
     projects its output, this processor frees them first, so its peak memory stays at or below stock
     attention's. A single head (a single sequence for ``"global"``) larger than the bound is processed
@@ -135,6 +151,16 @@ class TARProcessor:
             return self.matrix.to(device=device, dtype=dtype)
         return _shared_band(num_frames, self.sigma, torch.device(device), dtype)
 
+    def bias_terms(self, num_frames: int, device: torch.device,
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``bias = strength * dA``, ``bias - (1 + max(bias))`` (both ``(F, F)``) and ``max(bias) - min(bias)``.
+
+        What :meth:`_exponentiate` adds to the logits; made once per length for the Gaussian band.
+        """
+        if self.matrix is None:
+            return _shared_bias(num_frames, self.sigma, self.strength, torch.device(device), dtype)
+        return _bias_terms(self.band(num_frames, device, dtype), self.strength)
+
     def _peak(self, scores: torch.Tensor) -> torch.Tensor:
         """``M`` of ``(n, heads, F, F)`` logits, broadcastable to them."""
         if self.max_mode == "row":
@@ -185,12 +211,12 @@ class TARProcessor:
                     copies: bool = False) -> tuple[int, int]:
         """``(sequences, heads)`` of one chunk, so that its working memory stays within ``max_bytes``.
 
-        Per sequence and head a chunk holds logits ``(F, F)`` and a row statistic ``(F,)`` of ``itemsize``
+        Per sequence and head a chunk holds logits ``(F, F)`` and two row statistics ``(F,)`` of ``itemsize``
         bytes, and with ``copies`` (half-precision inputs) copies of its queries, keys, values and output
         ``(F, d)`` at that precision. A chunk spans whole sequences when one fits, else some heads of one
         sequence (``"global"``: all of them, as its ``M`` spans them).
         """
-        per_head = itemsize * num_frames * (num_frames + 1 + (4 * head_dim if copies else 0))
+        per_head = itemsize * num_frames * (num_frames + 2 + (4 * head_dim if copies else 0))
         if self.max_mode == "global" or per_head * heads <= max_bytes:
             return max(1, max_bytes // (per_head * heads)), heads
         return 1, max(1, max_bytes // per_head)
@@ -202,14 +228,16 @@ class TARProcessor:
         ``query`` and ``key`` are contiguous ``(n, heads, F, d)``; ``value`` and ``out`` are contiguous
         ``(n, heads, F, d)``, or ``(n, heads, d, F)`` (``V^T`` and the transposed result) when ``transposed``
         (see :meth:`transposed_product`); ``out`` in any dtype. One logits buffer of at most ``max_bytes``
-        (see :meth:`chunk_shape`; float32, float64 for float64 inputs) serves every chunk: the logits are
-        formed once (the scale folded into the product), and the bias and the softmax are applied in place.
+        (see :meth:`chunk_shape`; float32, float64 for float64 inputs) serves every chunk. The logits are
+        formed once in base 2 (``scale * log2(e)`` folded into the product), biased and exponentiated in
+        place, and the product with ``V`` is divided by the row sums, which leaves the ``(F, F)`` logits
+        unnormalised (see :meth:`_exponentiate`).
         """
         batch, heads, num_frames, head_dim = query.shape
         dtype = torch.promote_types(query.dtype, torch.float32)
         copies = dtype != query.dtype
         seqs, group = self.chunk_shape(heads, num_frames, head_dim, max_bytes, dtype.itemsize, copies)
-        band = self.band(num_frames, query.device, dtype)
+        bias, shifted_bias, spread = self.bias_terms(num_frames, query.device, dtype)
         logits_buffer = torch.empty(min(seqs, batch) * group * num_frames**2, dtype=dtype, device=query.device)
         # a chunk is a range of (sequence, head) pairs: whole sequences, or heads of one sequence
         flat = [t.flatten(0, 1) for t in (query, key, value, out)]  # (n*heads, F, d) or (n*heads, d, F)
@@ -222,15 +250,37 @@ class TARProcessor:
                 if copies:
                     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
                 scores = logits_buffer[:q.shape[0] * num_frames**2].view(-1, num_frames, num_frames)
-                torch.baddbmm(scores, q, k.transpose(1, 2), beta=0, alpha=scale, out=scores)
-                logits = scores.view(-1, width, num_frames, num_frames)  # (c, g, F, F)
-                logits.addcmul_(self._peak(logits), band, value=self.strength)
-                torch.softmax(scores, dim=-1, out=scores)
+                torch.baddbmm(scores, q, k.transpose(1, 2), beta=0, alpha=scale * LOG2_E, out=scores)
+                self._exponentiate(scores.view(-1, width, num_frames, num_frames), bias, shifted_bias, spread)
+                sums = scores.sum(-1)  # (pairs, F)
                 a, b = (v, scores.transpose(1, 2)) if transposed else (scores, v)
+                sums = sums[:, None, :] if transposed else sums[:, :, None]
                 if copies:
-                    o.copy_(torch.bmm(a, b))
+                    o.copy_(torch.bmm(a, b).div_(sums))
                 else:
-                    torch.bmm(a, b, out=o)
+                    torch.bmm(a, b, out=o).div_(sums)
+
+    def _exponentiate(self, logits: torch.Tensor, bias: torch.Tensor, shifted_bias: torch.Tensor,
+                      spread: float) -> None:
+        """``2 ** (S + M * bias - c)`` in place for base-2 logits ``S`` ``(c, heads, F, F)``.
+
+        ``bias``, ``shifted_bias`` and ``spread`` are the :meth:`bias_terms`. ``c`` is a per-row shift that keeps the powers in range;
+        softmax does not depend on it. For ``"row"`` maxima it is ``M * (1 + max(bias))``, which bounds
+        every power by 1 (``M >= 0``) or puts the largest at 1 or above (``M < 0``), so one pass adds the
+        bias and the shift together (``M * shifted_bias``); it is used while ``|M| * spread`` stays within
+        ``EXPONENT_RANGE`` (the powers then lie within ``2 ** +-64``: no overflow, and the largest far above
+        float32's underflow). Otherwise
+        (``"head"`` and ``"global"`` maxima, which may lie far above a row's, or very large logits)
+        ``c`` is the biased row's maximum, at the cost of one more pass over the logits.
+        """
+        peak = self._peak(logits)
+        low, high = torch.aminmax(peak)
+        if self.max_mode == "row" and max(high, -low) * spread <= EXPONENT_RANGE:
+            logits.addcmul_(peak, shifted_bias)
+        else:
+            logits.addcmul_(peak, bias)
+            logits.sub_(logits.amax(-1, keepdim=True))
+        logits.exp2_()
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
