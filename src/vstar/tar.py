@@ -274,8 +274,7 @@ class TARProcessor:
         ``c`` is the biased row's maximum, at the cost of one more pass over the logits.
         """
         peak = self._peak(logits)
-        low, high = torch.aminmax(peak)
-        if self.max_mode == "row" and max(high, -low) * spread <= EXPONENT_RANGE:
+        if self.max_mode == "row" and torch.linalg.vector_norm(peak, math.inf).item() * spread <= EXPONENT_RANGE:
             logits.addcmul_(peak, shifted_bias)
         else:
             logits.addcmul_(peak, bias)
