@@ -11,9 +11,11 @@ round, the order rotated each round; the table shows median seconds and the medi
 TAR off. On a shared machine whole forwards vary by several percent from round to round, so TAR's own cost
 is also measured paired: in separate forwards every active TAR layer runs both as TAR and as the stock
 processor it replaced, back to back on the same input (alternating which goes first); ``layers s`` is the
-TAR layers' seconds per forward, ``x stock`` their ratio to the same layers run stock, and ``extra`` =
-(TAR - stock seconds) / the forward time of TAR off, TAR's cost as a fraction of a forward. Peak memory is the most the allocator held during one forward above what it held
-before (weights and inputs are not counted; see ``measure.py``).
+TAR layers' seconds per forward, ``x stock`` their ratio to the same layers run stock, and ``paired x off``
+= 1 + (TAR - stock seconds) / the forward time of TAR off: TAR/off for a forward whose other layers, the same
+code in both, cost the same (``x off``, the whole forwards' ratio, carries the machine's noise; TAR
+installed but inactive, which is stock attention, shows its size). Peak memory is the most the allocator
+held during one forward above what it held before (weights and inputs are not counted; see ``measure.py``).
 
 ``--full`` builds full-size architectures from their configs with random weights (the ModelScope UNet3D of
 ``ali-vilab/text-to-video-ms-1.7b`` and the VideoCrafter2 port; about 5.6 GB each in float32) and runs them at
@@ -184,19 +186,20 @@ def measure(subject: Subject, frames: list[int], presets: list[str], rounds: int
                          "seconds": statistics.median(times[name]), "time_ratio": median_ratio(times, name, "off"),
                          "tar_layer_seconds": tar, "layer_ratio": tar / stock if stock else 1.0,
                          "extra_per_forward": (tar - stock) / off_seconds,
+                         "paired_time_ratio": 1 + (tar - stock) / off_seconds,
                          "peak_mib": peaks[name] / MiB, "memory_ratio": peaks[name] / peaks["off"]})
         print_rows(rows[-len(installs):])
     return rows
 
 
 HEADER = (f"{'frames':>6} {'TAR':>18} {'s/forward':>10} {'x off':>7} {'layers s':>9} {'x stock':>8} "
-          f"{'extra':>7} {'peak MiB':>10} {'x off':>7}")
+          f"{'paired x off':>12} {'peak MiB':>10} {'x off':>7}")
 
 
 def print_rows(rows: list[dict]) -> None:
     for row in rows:
         print(f"{row['frames']:>6} {row['tar']:>18} {row['seconds']:>10.4f} {row['time_ratio']:>7.3f} "
-              f"{row['tar_layer_seconds']:>9.4f} {row['layer_ratio']:>8.3f} {row['extra_per_forward']:>+7.3f} "
+              f"{row['tar_layer_seconds']:>9.4f} {row['layer_ratio']:>8.3f} {row['paired_time_ratio']:>12.3f} "
               f"{row['peak_mib']:>10.1f} {row['memory_ratio']:>7.3f}", flush=True)
 
 
