@@ -66,7 +66,7 @@ def plot(rows: list[dict], title: str, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny-modelscope")
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 32, 64, 128, 256])
@@ -76,7 +76,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="scaling", help="writes OUT.csv and OUT.png")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     setup(args.threads)
     subject = backbone_subject(args.model, args.device, torch.float32)
     if args.tar != "none":

@@ -203,7 +203,7 @@ def print_rows(rows: list[dict]) -> None:
               f"{row['peak_mib']:>10.1f} {row['memory_ratio']:>7.3f}", flush=True)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=["tiny-modelscope", "toy-shapes"],
                         help="registered backbones (tiny ones run offline)")
@@ -218,7 +218,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--csv", help="also write the rows to this CSV file")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     setup(args.threads)
     dtype = getattr(torch, args.dtype)
     print(machine())

@@ -34,13 +34,17 @@ def long_motion_unet(parts: dict, frames: int) -> tuple[nn.Module, MotionAdapter
     return motion_unet(parts["unet"], adapter).eval(), adapter
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     setup(args.threads)
     parts = tiny_animatediff_parts()
     unet, adapter = long_motion_unet(parts, args.frames)

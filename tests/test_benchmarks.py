@@ -1,0 +1,79 @@
+"""The performance benchmarks run at their smallest settings on the CPU, and the GPU check's command lines
+are ones the scripts accept (a session with a GPU has minutes for it: it must run the first time)."""
+
+import csv
+import importlib
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield {name: importlib.import_module(name) for name in ("tar_overhead", "scaling", "vs_freenoise")}
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def gpu_check_steps() -> list[tuple[str, int, list[str]]]:
+    """``(name, seconds, argv)`` of every ``step`` in gpu_check.sh, ``argv`` starting with the script."""
+    text = (BENCHMARKS / "gpu_check.sh").read_text().replace("\\\n", " ")
+    steps = []
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["step"] and len(words) > 3:
+            steps.append((words[1], int(words[2]), words[3:]))
+    return steps
+
+
+def test_gpu_check_runs_every_benchmark_with_arguments_they_accept_in_under_8_minutes(scripts):
+    steps = gpu_check_steps()
+    assert [name for name, _, _ in steps] == ["tar_overhead_tiny", "tar_overhead_full", "scaling", "vs_freenoise"]
+    for _, _, (script, *argv) in steps:
+        args = scripts[Path(script).stem].parse_args(argv)
+        assert args.device == "cuda"
+    assert sum(seconds for _, seconds, _ in steps) < 8 * 60
+
+
+def threads() -> list[str]:
+    return ["--threads", str(torch.get_num_threads())]  # the scripts set it process-wide
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_tar_overhead_measures_every_setting(scripts, tmp_path, capsys):
+    out = tmp_path / "tar.csv"
+    scripts["tar_overhead"].main(["--models", "tiny-modelscope", "--frames", "8", "--presets", "64D1",
+                                  "--rounds", "1", "--csv", str(out), *threads()])
+    rows = read_rows(out)
+    assert [row["tar"] for row in rows] == ["off", "64D1", "64D1 inactive"]
+    off, tar, inactive = rows
+    assert float(tar["tar_layer_seconds"]) > 0 and float(inactive["tar_layer_seconds"]) == 0
+    assert float(tar["paired_time_ratio"]) == pytest.approx(1 + float(tar["extra_per_forward"]))
+    assert all(float(row["peak_mib"]) > 0 for row in rows)
+    assert "paired x off" in capsys.readouterr().out
+
+
+def test_scaling_writes_a_table_and_a_plot(scripts, tmp_path):
+    scripts["scaling"].main(["--frames", "4", "8", "--chunks", "4:16", "--rounds", "1", "--out",
+                             str(tmp_path / "scaling"), *threads()])
+    rows = read_rows(tmp_path / "scaling.csv")
+    assert [(row["frames"], row["setting"]) for row in rows] == [
+        ("4", "whole"), ("4", "chunks 4:16"), ("8", "whole"), ("8", "chunks 4:16")]
+    assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_vs_freenoise_compares_one_pass_with_windows(scripts, capsys):
+    scripts["vs_freenoise"].main(["--frames", "20", "--rounds", "1", *threads()])
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("one pass", "one pass, TAR 64D1", "FreeNoise 16/4"))
