@@ -95,10 +95,10 @@ class TARProcessor:
     in base 2 (the scale folded into the product), biased and exponentiated in place (one pass where the
     maxima allow, see :meth:`_exponentiate`), and their product with ``V`` is written straight into the
     output and divided by the row sums (``(F, d)`` numbers per head rather than ``(F, F)``). The buffer
-    (float32; float64 for float64 inputs; plus float32 copies of the chunk's inputs for half precision) holds at most ``max_chunk_bytes`` and, when that is given,
-    never more than the layer's ``V``: stock attention keeps its queries, keys and values alive while it
-    projects its output, this processor frees them first, so its peak memory stays at or below stock
-    attention's. A single head (a single sequence for ``"global"``) larger than the bound is processed
+    (float32; float64 for float64 inputs; plus float32 copies of the chunk's inputs for half precision)
+    holds at most ``max_chunk_bytes`` and, when that is given, never more than the layer's ``V``: stock
+    attention keeps its queries, keys and values alive while it projects its output, this processor frees
+    them first, so its peak memory stays at or below stock attention's. A single head (a single sequence for ``"global"``) larger than the bound is processed
     alone. The band ``(F, F)`` is made once per length and sigma and shared by all processors. By default
     the bound on the CPU is 4 MiB, measured fastest there (``benchmarks/tar_overhead.py``: smaller chunks pay
     more per-call overhead than they gain from the cache), and never more than the larger of ``V`` and 1 MiB
@@ -264,14 +264,14 @@ class TARProcessor:
                       spread: float) -> None:
         """``2 ** (S + M * bias - c)`` in place for base-2 logits ``S`` ``(c, heads, F, F)``.
 
-        ``bias``, ``shifted_bias`` and ``spread`` are the :meth:`bias_terms`. ``c`` is a per-row shift that keeps the powers in range;
-        softmax does not depend on it. For ``"row"`` maxima it is ``M * (1 + max(bias))``, which bounds
-        every power by 1 (``M >= 0``) or puts the largest at 1 or above (``M < 0``), so one pass adds the
-        bias and the shift together (``M * shifted_bias``); it is used while ``|M| * spread`` stays within
-        ``EXPONENT_RANGE`` (the powers then lie within ``2 ** +-64``: no overflow, and the largest far above
-        float32's underflow). Otherwise
-        (``"head"`` and ``"global"`` maxima, which may lie far above a row's, or very large logits)
-        ``c`` is the biased row's maximum, at the cost of one more pass over the logits.
+        ``bias``, ``shifted_bias`` and ``spread`` are the :meth:`bias_terms`. ``c`` is a per-row shift that
+        keeps the powers in range; softmax does not depend on it. For ``"row"`` maxima it is
+        ``M * (1 + max(bias))``, which bounds every power by 1 (``M >= 0``) or puts the largest at 1 or above
+        (``M < 0``), so one pass adds the bias and the shift together (``M * shifted_bias``); it is used
+        while ``|M| * spread`` stays within ``EXPONENT_RANGE`` (the powers then lie within ``2 ** +-64``: no
+        overflow, and the largest far above float32's underflow). Otherwise (``"head"`` and ``"global"``
+        maxima, which may lie far above a row's, or very large logits) ``c`` is the biased row's maximum, at
+        the cost of one more pass over the logits.
         """
         peak = self._peak(logits)
         if self.max_mode == "row" and torch.linalg.vector_norm(peak, math.inf).item() * spread <= EXPONENT_RANGE:
