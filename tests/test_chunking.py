@@ -3,13 +3,22 @@ everything restored, bad input refused."""
 
 import pytest
 import torch
+from diffusers.hooks import HookRegistry
 from diffusers.models.resnet import ResnetBlock2D
 
 import vstar.pipeline
 import vstar.resources as resources
 from vstar import VSTARPipeline
 from vstar.backbones import load_backbone
-from vstar.chunking import chunkable_layers, chunked_execution, runs_in_chunks
+from vstar.chunking import (
+    FROZEN_NORM_HOOK,
+    FrozenGroupNormHook,
+    RowChunkedTransformerHook,
+    chunkable_layers,
+    chunked_execution,
+    group_statistics,
+    runs_in_chunks,
+)
 from vstar.conditioning import cfg_context
 from vstar.tar import apply_tar, remove_tar
 
@@ -47,13 +56,17 @@ def test_chunked_forward_equals_the_whole_forward(backbone, frames, sequences):
 
 def test_layers_see_slices_of_the_asked_size(backbone, monkeypatch):
     latents, context = inputs(backbone)
-    spatial, blocks, convs = chunkable_layers(backbone)
+    spatial, blocks, convs, transformers = chunkable_layers(backbone)
     assert spatial and blocks and (convs or backbone.model_id == "tiny-animatediff")  # AnimateDiff: no temporal convs
-    seen = {"spatial": set(), "temporal": set(), "conv": set()}
+    assert len(transformers) == len(blocks)  # one block per temporal transformer in the tiny models
+    seen = {"spatial": set(), "temporal": set(), "conv": set(), "transformer": set()}
     resnet = next(m for m in spatial if isinstance(m, ResnetBlock2D))
     hooks = [resnet.conv1.register_forward_pre_hook(lambda m, a: seen["spatial"].add(a[0].shape[0]))]
     hooks += [block.attn1.to_q.register_forward_pre_hook(lambda m, a: seen["temporal"].add(a[0].shape[0]))
               for block in blocks]
+    # the group norm's input (B, C, F, h, W): sequences of the slice, and its width
+    hooks += [m.norm.register_forward_pre_hook(lambda m, a: seen["transformer"].add((a[0][:, 0, 0].numel(), a[0].shape[4])))
+              for m in transformers]
     conv3d = torch.nn.functional.conv3d
 
     def spy(x, *args, **kwargs):  # sequences of a (B, C, F, H, W) slice, and its width
@@ -68,9 +81,12 @@ def test_layers_see_slices_of_the_asked_size(backbone, monkeypatch):
         for hook in hooks:
             hook.remove()
     assert max(seen["spatial"]) <= 5 and max(seen["temporal"]) <= 7
-    assert all(sequences <= max(7, 2 * width) for sequences, width in seen["conv"])  # at least one row of pixels
-    assert bool(seen["conv"]) == bool(convs)
-    assert not any(runs_in_chunks(m) for m in spatial + blocks + convs)  # restored
+    for kind in ("conv", "transformer"):  # whole rows of pixels, at least one
+        assert all(sequences <= max(7, 2 * width) for sequences, width in seen[kind])
+    assert bool(seen["conv"]) == bool(convs) and seen["transformer"]
+    assert not any(runs_in_chunks(m) for m in spatial + blocks + convs + transformers)  # restored
+    registries = [getattr(m.norm, "_diffusers_hook", None) for m in transformers]
+    assert any(registries) and not any(r.get_hook(FROZEN_NORM_HOOK) for r in registries if r is not None)
 
 
 def test_chunks_stack_with_diffusers_hooks(backbone):
@@ -139,5 +155,50 @@ def test_the_pipeline_runs_in_chunks_on_request(monkeypatch):
                                                  max_memory=cap, **estimate)] and 1 <= used[0] < 16
     pipe(**args, frame_chunk="auto")  # all is free: the whole forward
     assert len(used) == 1
-    spatial, blocks, convs = chunkable_layers(pipe.backbone)
-    assert not any(runs_in_chunks(m) for m in spatial + blocks + convs)
+    assert not any(runs_in_chunks(m) for layers in chunkable_layers(pipe.backbone) for m in layers)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_group_statistics_normalise_slices_like_the_group_norm_of_the_whole(dtype):
+    """Statistics of frame batches (B*F, C, H, W) gathered from slices of rows, then each slice normalised
+    with them, equal one GroupNorm over (B, C, F, H, W) (inputs far from zero mean: two passes)."""
+    torch.manual_seed(0)
+    videos, frames, channels, height, width = 2, 5, 8, 7, 3
+    x = torch.randn(videos * frames, channels, height, width, dtype=torch.float64) * 3 + 50
+    norm = torch.nn.GroupNorm(4, channels, eps=1e-6).double()
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    as_video = x.view(videos, frames, channels, height, width).permute(0, 2, 1, 3, 4)  # what the norm sees
+    with torch.no_grad():
+        want = norm(as_video)
+        mean, inv_std = group_statistics(x.to(dtype), frames, 4, norm.eps, rows=3)
+        frozen = FrozenGroupNormHook(mean, inv_std)
+        pieces = [frozen.new_forward(norm.to(dtype), as_video.to(dtype)[..., start:start + 3, :])
+                  for start in range(0, height, 3)]
+    got = torch.cat(pieces, dim=3)
+    assert got.dtype == dtype and mean.dtype == torch.promote_types(dtype, torch.float32)
+    tolerance = {torch.float64: 1e-12, torch.float32: 1e-4, torch.float16: 2e-2}[dtype]
+    torch.testing.assert_close(got.double(), want, atol=tolerance, rtol=tolerance)
+
+
+def test_a_temporal_transformer_in_row_slices_holds_its_output_and_one_slice():
+    """Whole, diffusers' TransformerTemporalModel holds full-size intermediates (normalised input, frame-major
+    copy, projections, its block's); in slices of rows, its output and one slice's intermediates."""
+    from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
+
+    torch.manual_seed(0)
+    model = TransformerTemporalModel(num_attention_heads=2, attention_head_dim=16, in_channels=32).eval()
+    frames = 64
+    x = torch.randn(2 * frames, 32, 8, 8)
+    tensor = x.numel() * 4
+    with torch.no_grad():
+        whole = model(x, num_frames=frames).sample
+        whole_peak = resources.peak_allocated(lambda: model(x, num_frames=frames))
+        registry = HookRegistry.check_if_exists_or_initialize(model)
+        registry.register_hook(RowChunkedTransformerHook(sequences=16), "rows")  # 1 row of 8 pixels of 2 videos
+        sliced = model(x, num_frames=frames).sample
+        sliced_peak = resources.peak_allocated(lambda: model(x, num_frames=frames))
+        registry.remove_hook("rows", recurse=False)
+    torch.testing.assert_close(sliced, whole, atol=1e-5, rtol=1e-5)
+    # whole: about 20 tensors' worth; in slices: the output and about one slice's share (16 of 128 sequences)
+    assert whole_peak > 10 * tensor and sliced_peak < tensor + 1.25 * whole_peak * 16 / 128

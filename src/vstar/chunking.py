@@ -6,9 +6,11 @@ sequences of frames; their intermediate tensors grow with the number of frames. 
 sequence is computed on its own, so :func:`chunked_execution` runs those layers, and the convolutions over
 frames of the temporal conv layers, on slices of their inputs (``frames`` images or ``sequences`` sequences
 at a time) and writes every slice's result into one output tensor: a layer then holds its input, its
-output and one slice's intermediates. The group norms of the temporal layers still see all frames, and the
-result equals the unchunked forward up to float rounding (matrix products over fewer rows may round
-differently). The slicing is a diffusers model hook (:class:`diffusers.hooks.ModelHook` with ``new_forward``),
+output and one slice's intermediates. A temporal transformer (group norm, input projection, blocks, output
+projection) runs whole on slices of rows of latent pixels: its group norm's statistics span all frames and
+pixels of a video, so they are computed first, over the whole input, and every slice is normalised with
+them. The group norms inside the temporal convolution layers still see all frames. The result equals the
+unchunked forward up to float rounding (matrix products over fewer rows may round differently). The slicing is a diffusers model hook (:class:`diffusers.hooks.ModelHook` with ``new_forward``),
 so it stacks with diffusers' own hooks (offloading, layerwise casting, caches) and comes off cleanly.
 """
 
@@ -19,7 +21,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
@@ -106,6 +108,7 @@ def _run_in_chunks(forward: Callable[..., Any], first: str, how: _Chunking, *arg
 
 
 CHUNK_HOOK = "vstar_chunked_execution"
+FROZEN_NORM_HOOK = "vstar_group_norm_statistics"
 
 
 class ChunkedForwardHook(ModelHook):
@@ -121,6 +124,75 @@ class ChunkedForwardHook(ModelHook):
         return _run_in_chunks(forward, first, self.how, *args, **kwargs)
 
 
+def _argument(forward: Callable[..., Any], name: str, args: tuple, kwargs: dict) -> Any:
+    """The value ``forward(*args, **kwargs)`` would see for its parameter ``name`` (its default if not given)."""
+    signature = inspect.signature(forward)
+    bound = signature.bind_partial(*args, **kwargs)
+    return bound.arguments.get(name, signature.parameters[name].default)
+
+
+def group_statistics(frames: torch.Tensor, num_frames: int, groups: int, eps: float,
+                     rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and ``1 / sqrt(var + eps)`` ``(videos, groups)`` of frame batches ``(B*F, C, H, W)``, as a
+    ``GroupNorm(groups)`` over ``(B, C, F, H, W)`` takes them, from slices of ``rows`` rows of pixels (two
+    passes, in float32 or float64 for float64 inputs)."""
+    videos, channels, height, width = frames.shape[0] // num_frames, *frames.shape[1:]
+    view = frames.view(videos, num_frames, groups, channels // groups, height, width)
+    dtype = torch.promote_types(frames.dtype, torch.float32)
+    count, dims = frames.numel() // (videos * groups), (1, 3, 4, 5)
+    slices = [view[..., start:start + rows, :] for start in range(0, height, rows)]
+    mean = sum(piece.sum(dims, dtype=dtype) for piece in slices) / count
+    centred = mean[:, None, :, None, None, None]
+    var = sum((piece.to(dtype) - centred).square_().sum(dims) for piece in slices) / count
+    return mean, torch.rsqrt(var + eps)
+
+
+class FrozenGroupNormHook(ModelHook):
+    """A ``GroupNorm`` over ``(B, C, F, h, W)`` slices that normalises with given per-video statistics
+    (:func:`group_statistics` of the whole input) instead of the slice's own."""
+
+    def __init__(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
+        super().__init__()
+        self.mean, self.inv_std = mean, inv_std
+
+    def new_forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        grouped = x.unflatten(1, (module.num_groups, -1)).to(self.mean.dtype)  # (B, G, C/G, F, h, W)
+        shape = (*self.mean.shape, *(1,) * (grouped.ndim - 2))
+        normalised = ((grouped - self.mean.view(shape)) * self.inv_std.view(shape)).flatten(1, 2)
+        if module.affine:
+            channel = (1, -1, *(1,) * (x.ndim - 2))
+            normalised = normalised * module.weight.view(channel) + module.bias.view(channel)
+        return normalised.to(x.dtype)
+
+
+class RowChunkedTransformerHook(ModelHook):
+    """Runs a temporal transformer (``forward(hidden_states (B*F, C, H, W), ..., num_frames=F)`` with a
+    ``GroupNorm`` ``norm`` over ``(B, C, F, H, W)``) on slices of rows of pixels, at most ``sequences``
+    sequences of frames per slice, its norm frozen to the whole input's statistics."""
+
+    def __init__(self, sequences: int) -> None:
+        super().__init__()
+        self.sequences = sequences
+
+    def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        forward = self.fn_ref.original_forward
+        first = next(iter(inspect.signature(forward).parameters))
+        frames = args[0] if args else kwargs[first]
+        num_frames = _argument(forward, "num_frames", args, kwargs)
+        videos, width = frames.shape[0] // num_frames, frames.shape[3]
+        rows = max(1, self.sequences // (videos * width))
+        if rows >= frames.shape[2]:
+            return forward(*args, **kwargs)
+        norm = module.norm
+        mean, inv_std = group_statistics(frames, num_frames, norm.num_groups, norm.eps, rows)
+        registry = HookRegistry.check_if_exists_or_initialize(norm)
+        registry.register_hook(FrozenGroupNormHook(mean, inv_std), FROZEN_NORM_HOOK)
+        try:
+            return _run_in_chunks(forward, first, _Chunking(2, lambda x: rows), *args, **kwargs)
+        finally:
+            registry.remove_hook(FROZEN_NORM_HOOK, recurse=False)
+
+
 def runs_in_chunks(module: nn.Module) -> bool:
     """Whether :func:`chunked_execution` has hooked ``module`` now."""
     registry = getattr(module, "_diffusers_hook", None)
@@ -133,24 +205,41 @@ def _pointwise_in_space(module: nn.Module) -> bool:
             and module.padding[1:] == (0, 0))
 
 
-def chunkable_layers(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module], list[nn.Module]]:
-    """The layers of a video UNet (or a backbone's ``unet``) that :func:`chunked_execution` runs in slices:
-    spatial layers (independent per image), the transformer blocks of its temporal attention (independent
-    per sequence) and its temporal convolutions (independent per latent pixel)."""
+class ChunkableLayers(NamedTuple):
+    """The layers of a video UNet that :func:`chunked_execution` runs in slices."""
+
+    spatial: list[nn.Module]  # resnets, spatial transformers, down- and upsamplers: independent per image
+    blocks: list[nn.Module]  # transformer blocks of the temporal attention: independent per sequence of frames
+    convs: list[nn.Module]  # 3D convolutions over frames only: independent per latent pixel
+    transformers: list[nn.Module]  # temporal transformers around the blocks: per pixel but for their group norm
+
+
+def _temporal_transformer(module: nn.Module, blocks: set[int]) -> bool:
+    """A module with a ``GroupNorm`` ``norm``, a ``num_frames`` argument and temporal blocks among its
+    ``transformer_blocks`` (diffusers' ``TransformerTemporalModel`` and ``AnimateDiffTransformer3D``)."""
+    return (isinstance(getattr(module, "norm", None), nn.GroupNorm)
+            and any(id(block) in blocks for block in getattr(module, "transformer_blocks", ()))
+            and "num_frames" in inspect.signature(module.forward).parameters)
+
+
+def chunkable_layers(model: nn.Module) -> ChunkableLayers:
+    """The layers of a video UNet (or a backbone's ``unet``) that :func:`chunked_execution` runs in slices."""
     unet = getattr(model, "unet", model)  # a backbone's denoiser, not its VAE
     temporal = {id(layer.module) for layer in temporal_attention_layers(model)}
     spatial = [m for m in unet.modules() if isinstance(m, SPATIAL_LAYERS)]
     blocks = [m for m in unet.modules() if isinstance(m, BasicTransformerBlock) and id(m.attn1) in temporal]
     convs = [m for m in unet.modules() if _pointwise_in_space(m)]
-    return spatial, blocks, convs
+    block_ids = {id(block) for block in blocks}
+    transformers = [m for m in unet.modules() if _temporal_transformer(m, block_ids)]
+    return ChunkableLayers(spatial, blocks, convs, transformers)
 
 
 @contextlib.contextmanager
 def chunked_execution(model: nn.Module, frames: int | None = None, sequences: int | None = None) -> Iterator[None]:
     """Within the block, ``model``'s spatial layers see at most ``frames`` images (of ``batch*frames``) per
-    call, and its temporal transformer blocks and temporal convolutions at most ``sequences`` sequences of
-    frames (of ``batch*h*w``; a temporal convolution takes whole rows of latent pixels, at least one); None
-    leaves them whole.
+    call, and its temporal transformers, their blocks and its temporal convolutions at most ``sequences``
+    sequences of frames (of ``batch*h*w``; a temporal transformer or convolution takes whole rows of latent
+    pixels, at least one); None leaves them whole.
 
     ``model`` is a diffusers-style video UNet or a backbone (its ``unet``). Outputs equal the unchunked
     forward up to float rounding; smaller chunks hold less memory and cost more calls. The hooks (named
@@ -159,22 +248,24 @@ def chunked_execution(model: nn.Module, frames: int | None = None, sequences: in
     for name, size in (("frames", frames), ("sequences", sequences)):
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"{name} per chunk must be a positive integer or None, got {size!r}")
-    spatial, blocks, convs = chunkable_layers(model)
+    spatial, blocks, convs, transformers = chunkable_layers(model)
     if not spatial:
         raise ValueError(f"{type(model).__name__} has no spatial layers (2D resnets, spatial transformers) "
                          "that vstar can run in chunks of frames")
-    plan: list[tuple[nn.Module, _Chunking]] = []
+    plan: list[tuple[nn.Module, ModelHook]] = []
     if frames is not None:
-        plan += [(m, _Chunking(0, lambda x: frames, by_frame=True)) for m in spatial]
+        plan += [(m, ChunkedForwardHook(_Chunking(0, lambda x: frames, by_frame=True))) for m in spatial]
     if sequences is not None:
-        plan += [(m, _Chunking(0, lambda x: sequences)) for m in blocks]
+        plan += [(m, ChunkedForwardHook(_Chunking(0, lambda x: sequences))) for m in blocks]
         # (B, C, F, H, W): whole rows of W latent pixels of every video
-        plan += [(m, _Chunking(3, lambda x: max(1, sequences // (x.shape[0] * x.shape[4])))) for m in convs]
+        plan += [(m, ChunkedForwardHook(_Chunking(3, lambda x: max(1, sequences // (x.shape[0] * x.shape[4])))))
+                 for m in convs]
+        plan += [(m, RowChunkedTransformerHook(sequences)) for m in transformers]
     if any(runs_in_chunks(m) for m, _ in plan):
         raise ValueError(f"{type(model).__name__} already runs in chunks; leave the outer chunked_execution first")
     try:
-        for module, how in plan:
-            HookRegistry.check_if_exists_or_initialize(module).register_hook(ChunkedForwardHook(how), CHUNK_HOOK)
+        for module, hook in plan:
+            HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, CHUNK_HOOK)
         yield
     finally:
         for module, _ in plan:
