@@ -172,13 +172,24 @@ def test_group_statistics_normalise_slices_like_the_group_norm_of_the_whole(dtyp
     with torch.no_grad():
         want = norm(as_video)
         mean, inv_std = group_statistics(x.to(dtype), frames, 4, norm.eps, rows=3)
-        frozen = FrozenGroupNormHook(mean, inv_std)
+        frozen = FrozenGroupNormHook(mean, inv_std, frames)
         pieces = [frozen.new_forward(norm.to(dtype), as_video.to(dtype)[..., start:start + 3, :])
                   for start in range(0, height, 3)]
     got = torch.cat(pieces, dim=3)
     assert got.dtype == dtype and mean.dtype == torch.promote_types(dtype, torch.float32)
     tolerance = {torch.float64: 1e-12, torch.float32: 1e-4, torch.float16: 2e-2}[dtype]
     torch.testing.assert_close(got.double(), want, atol=tolerance, rtol=tolerance)
+
+
+def test_a_group_norm_over_other_shapes_than_videos_is_refused_not_miscomputed():
+    """A module that looks like a temporal transformer but normalises each frame on its own would get the
+    whole video's statistics: refused."""
+    norm = torch.nn.GroupNorm(2, 4)
+    mean, inv_std = torch.zeros(2, 2), torch.ones(2, 2)
+    with pytest.raises(RuntimeError, match="cannot run it in slices of rows"):
+        FrozenGroupNormHook(mean, inv_std, num_frames=3).new_forward(norm, torch.randn(6, 4, 2, 5))  # (B*F, C, h, W)
+    with pytest.raises(RuntimeError, match="frames=3"):
+        FrozenGroupNormHook(mean, inv_std, num_frames=3).new_forward(norm, torch.randn(2, 4, 5, 2, 5))
 
 
 def test_a_temporal_transformer_in_row_slices_holds_its_output_and_one_slice():

@@ -151,11 +151,17 @@ class FrozenGroupNormHook(ModelHook):
     """A ``GroupNorm`` over ``(B, C, F, h, W)`` slices that normalises with given per-video statistics
     (:func:`group_statistics` of the whole input) instead of the slice's own."""
 
-    def __init__(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
+    def __init__(self, mean: torch.Tensor, inv_std: torch.Tensor, num_frames: int) -> None:
         super().__init__()
-        self.mean, self.inv_std = mean, inv_std
+        self.mean, self.inv_std, self.num_frames = mean, inv_std, num_frames
 
     def new_forward(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[0] != self.mean.shape[0] or x.shape[2] != self.num_frames:
+            raise RuntimeError(
+                f"a temporal transformer's group norm got {tuple(x.shape)}, not (videos={self.mean.shape[0]}, "
+                f"channels, frames={self.num_frames}, rows, width): vstar cannot run it in slices of rows; "
+                "run without sequence chunks (sequences=None)"
+            )
         grouped = x.unflatten(1, (module.num_groups, -1)).to(self.mean.dtype)  # (B, G, C/G, F, h, W)
         shape = (*self.mean.shape, *(1,) * (grouped.ndim - 2))
         normalised = ((grouped - self.mean.view(shape)) * self.inv_std.view(shape)).flatten(1, 2)
@@ -186,7 +192,7 @@ class RowChunkedTransformerHook(ModelHook):
         norm = module.norm
         mean, inv_std = group_statistics(frames, num_frames, norm.num_groups, norm.eps, rows)
         registry = HookRegistry.check_if_exists_or_initialize(norm)
-        registry.register_hook(FrozenGroupNormHook(mean, inv_std), FROZEN_NORM_HOOK)
+        registry.register_hook(FrozenGroupNormHook(mean, inv_std, num_frames), FROZEN_NORM_HOOK)
         try:
             return _run_in_chunks(forward, first, _Chunking(2, lambda x: rows), *args, **kwargs)
         finally:
