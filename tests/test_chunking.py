@@ -94,14 +94,20 @@ def test_chunks_stack_with_diffusers_hooks(backbone):
     from diffusers.hooks import HookRegistry, ModelHook
 
     class CountCalls(ModelHook):
-        calls = 0
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
 
         def pre_forward(self, module, *args, **kwargs):
-            CountCalls.calls += 1
+            self.calls += 1
             return args, kwargs
 
-    resnet = chunkable_layers(backbone)[0][0]
-    HookRegistry.check_if_exists_or_initialize(resnet).register_hook(CountCalls(), "count")
+    layers = chunkable_layers(backbone)
+    resnet, transformer = layers.spatial[0], layers.transformers[0]  # the first: at the full 8x8 latent
+    counters = {"resnet": CountCalls(), "transformer": CountCalls()}
+    for module, name in ((resnet, "resnet"), (transformer, "transformer")):
+        HookRegistry.check_if_exists_or_initialize(module).register_hook(counters[name], "count")
+    assert transformer in chunkable_layers(backbone).transformers  # found behind the other hook's wrapper
     torch.manual_seed(0)
     latents = torch.randn(backbone.latent_shape(1, 6, 64, 64), dtype=torch.float64)
     text = backbone.encode_text(["a red circle"]).double()
@@ -112,12 +118,15 @@ def test_chunks_stack_with_diffusers_hooks(backbone):
             with chunked_execution(backbone, frames=2, sequences=8):
                 chunked = backbone.model_output(latents, 500, context, fps=backbone.defaults.cond_fps)
             again = backbone.model_output(latents, 500, context, fps=backbone.defaults.cond_fps)
-        assert CountCalls.calls == 1 + 3 + 1  # the earlier hook runs beneath the slices: once per 2 of 6 images
+        # the earlier hook runs beneath the slices: once per 2 of 6 images, once per row of 8 pixels
+        assert counters["resnet"].calls == 1 + 3 + 1 and counters["transformer"].calls == 1 + 8 + 1
         torch.testing.assert_close(chunked, whole, atol=1e-10, rtol=1e-10)
         torch.testing.assert_close(again, whole, atol=0, rtol=0)
-        assert resnet._diffusers_hook.get_hook("count") is not None and not runs_in_chunks(resnet)
+        for module in (resnet, transformer):
+            assert module._diffusers_hook.get_hook("count") is not None and not runs_in_chunks(module)
     finally:
-        resnet._diffusers_hook.remove_hook("count", recurse=False)
+        for module in (resnet, transformer):
+            module._diffusers_hook.remove_hook("count", recurse=False)
 
 
 def test_bad_chunk_sizes_and_nesting_are_refused(backbone):

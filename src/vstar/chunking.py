@@ -10,8 +10,9 @@ output and one slice's intermediates. A temporal transformer (group norm, input 
 projection) runs whole on slices of rows of latent pixels: its group norm's statistics span all frames and
 pixels of a video, so they are computed first, over the whole input, and every slice is normalised with
 them. The group norms inside the temporal convolution layers still see all frames. The result equals the
-unchunked forward up to float rounding (matrix products over fewer rows may round differently). The slicing is a diffusers model hook (:class:`diffusers.hooks.ModelHook` with ``new_forward``),
-so it stacks with diffusers' own hooks (offloading, layerwise casting, caches) and comes off cleanly.
+unchunked forward up to float rounding (matrix products over fewer rows may round differently). The slicing
+is a diffusers model hook (:class:`diffusers.hooks.ModelHook` with ``new_forward``), so it stacks with
+diffusers' own hooks (offloading, layerwise casting, caches) and comes off cleanly.
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ CHUNK_HOOK = "vstar_chunked_execution"
 FROZEN_NORM_HOOK = "vstar_group_norm_statistics"
 
 
+def forward_signature(module: nn.Module) -> inspect.Signature:
+    """The signature of ``module``'s own ``forward`` without ``self`` (its class's: hooks that other libraries
+    put on the module wrap ``forward`` as ``(*args, **kwargs)``)."""
+    signature = inspect.signature(type(module).forward)
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
 class ChunkedForwardHook(ModelHook):
     """Runs its module's forward on slices of the first argument (:func:`_run_in_chunks`)."""
 
@@ -119,16 +127,8 @@ class ChunkedForwardHook(ModelHook):
         self.how = how
 
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        forward = self.fn_ref.original_forward
-        first = next(iter(inspect.signature(forward).parameters))
-        return _run_in_chunks(forward, first, self.how, *args, **kwargs)
-
-
-def _argument(forward: Callable[..., Any], name: str, args: tuple, kwargs: dict) -> Any:
-    """The value ``forward(*args, **kwargs)`` would see for its parameter ``name`` (its default if not given)."""
-    signature = inspect.signature(forward)
-    bound = signature.bind_partial(*args, **kwargs)
-    return bound.arguments.get(name, signature.parameters[name].default)
+        first = next(iter(forward_signature(module).parameters))
+        return _run_in_chunks(self.fn_ref.original_forward, first, self.how, *args, **kwargs)
 
 
 def group_statistics(frames: torch.Tensor, num_frames: int, groups: int, eps: float,
@@ -182,9 +182,10 @@ class RowChunkedTransformerHook(ModelHook):
 
     def new_forward(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         forward = self.fn_ref.original_forward
-        first = next(iter(inspect.signature(forward).parameters))
-        frames = args[0] if args else kwargs[first]
-        num_frames = _argument(forward, "num_frames", args, kwargs)
+        bound = forward_signature(module).bind(*args, **kwargs)
+        bound.apply_defaults()
+        first = next(iter(bound.arguments))
+        frames, num_frames = bound.arguments[first], bound.arguments["num_frames"]
         videos, width = frames.shape[0] // num_frames, frames.shape[3]
         rows = max(1, self.sequences // (videos * width))
         if rows >= frames.shape[2]:
@@ -225,7 +226,7 @@ def _temporal_transformer(module: nn.Module, blocks: set[int]) -> bool:
     ``transformer_blocks`` (diffusers' ``TransformerTemporalModel`` and ``AnimateDiffTransformer3D``)."""
     return (isinstance(getattr(module, "norm", None), nn.GroupNorm)
             and any(id(block) in blocks for block in getattr(module, "transformer_blocks", ()))
-            and "num_frames" in inspect.signature(module.forward).parameters)
+            and "num_frames" in forward_signature(module).parameters)
 
 
 def chunkable_layers(model: nn.Module) -> ChunkableLayers:
