@@ -18,6 +18,7 @@ diffusers' own hooks (offloading, layerwise casting, caches) and comes off clean
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -115,7 +116,12 @@ FROZEN_NORM_HOOK = "vstar_group_norm_statistics"
 def forward_signature(module: nn.Module) -> inspect.Signature:
     """The signature of ``module``'s own ``forward`` without ``self`` (its class's: hooks that other libraries
     put on the module wrap ``forward`` as ``(*args, **kwargs)``)."""
-    signature = inspect.signature(type(module).forward)
+    return _class_forward_signature(type(module))
+
+
+@functools.cache
+def _class_forward_signature(cls: type[nn.Module]) -> inspect.Signature:
+    signature = inspect.signature(cls.forward)
     return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
