@@ -168,13 +168,15 @@ class FrozenGroupNormHook(ModelHook):
                 f"channels, frames={self.num_frames}, rows, width): vstar cannot run it in slices of rows; "
                 "run without sequence chunks (sequences=None)"
             )
-        grouped = x.unflatten(1, (module.num_groups, -1)).to(self.mean.dtype)  # (B, G, C/G, F, h, W)
-        shape = (*self.mean.shape, *(1,) * (grouped.ndim - 2))
-        normalised = ((grouped - self.mean.view(shape)) * self.inv_std.view(shape)).flatten(1, 2)
+        # one pass, as torch's own group norm: x * scale + shift per (video, channel)
+        videos, channels = x.shape[:2]
+        per_group = channels // module.num_groups
+        scale = self.inv_std.repeat_interleave(per_group, dim=1)  # (B, C)
+        shift = -self.mean.repeat_interleave(per_group, dim=1) * scale
         if module.affine:
-            channel = (1, -1, *(1,) * (x.ndim - 2))
-            normalised = normalised * module.weight.view(channel) + module.bias.view(channel)
-        return normalised.to(x.dtype)
+            scale, shift = scale * module.weight, shift * module.weight + module.bias
+        shape = (videos, channels, 1, 1, 1)
+        return torch.addcmul(shift.view(shape), x.to(scale.dtype), scale.view(shape)).to(x.dtype)
 
 
 class RowChunkedTransformerHook(ModelHook):
