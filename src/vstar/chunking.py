@@ -179,6 +179,12 @@ class FrozenGroupNormHook(ModelHook):
         return torch.addcmul(shift.view(shape), x.to(scale.dtype), scale.view(shape)).to(x.dtype)
 
 
+def rows_per_slice(sequences: int, videos: int, width: int) -> int:
+    """Whole rows of ``width`` latent pixels of every video in a slice of at most ``sequences`` sequences
+    of frames (at least one row)."""
+    return max(1, sequences // (videos * width))
+
+
 class RowChunkedTransformerHook(ModelHook):
     """Runs a temporal transformer (``forward(hidden_states (B*F, C, H, W), ..., num_frames=F)`` with a
     ``GroupNorm`` ``norm`` over ``(B, C, F, H, W)``) on slices of rows of pixels, at most ``sequences``
@@ -195,7 +201,7 @@ class RowChunkedTransformerHook(ModelHook):
         first = next(iter(bound.arguments))
         frames, num_frames = bound.arguments[first], bound.arguments["num_frames"]
         videos, width = frames.shape[0] // num_frames, frames.shape[3]
-        rows = max(1, self.sequences // (videos * width))
+        rows = rows_per_slice(self.sequences, videos, width)
         if rows >= frames.shape[2]:
             return forward(*args, **kwargs)
         norm = module.norm
@@ -273,7 +279,7 @@ def chunked_execution(model: nn.Module, frames: int | None = None, sequences: in
     if sequences is not None:
         plan += [(m, ChunkedForwardHook(_Chunking(0, lambda x: sequences))) for m in blocks]
         # (B, C, F, H, W): whole rows of W latent pixels of every video
-        plan += [(m, ChunkedForwardHook(_Chunking(3, lambda x: max(1, sequences // (x.shape[0] * x.shape[4])))))
+        plan += [(m, ChunkedForwardHook(_Chunking(3, lambda x: rows_per_slice(sequences, x.shape[0], x.shape[4]))))
                  for m in convs]
         plan += [(m, RowChunkedTransformerHook(sequences)) for m in transformers]
     if any(runs_in_chunks(m) for m, _ in plan):
