@@ -170,6 +170,139 @@ def test_phrasings(prompt, expected):
         assert states == expected
 
 
+# Gradual changes of a thing: (prompt, its subject, a word of its result, number of states by default).
+CHANGES = [
+    ("a snowman melting into a puddle", "snowman", "puddle", 3),
+    ("a log burning to ashes", "log", "ashes", 3),
+    ("an old car rusting away", "old car", "rusted wreck", 3),
+    ("a bridge rusting", "bridge", "rusted", 3),
+    ("a rose wilting", "rose", "wilted", 3),
+    ("a lake freezing over", "lake", "frozen", 3),
+    ("a frozen lake thawing", "frozen lake", "thawed", 3),
+    ("a sugar cube dissolving in a cup of tea", "sugar cube", "dissolved", 3),
+    ("an apple rotting", "apple", "rotten", 3),
+    ("a dead leaf decaying on the forest floor", "dead leaf", "decayed", 3),
+    ("a peony blooming", "peony", "full bloom", 3),
+    ("a banana ripening", "banana", "fully ripe", 3),
+    ("a puddle evaporating in the sun", "puddle", "evaporated", 3),
+    ("a sandcastle eroding", "sandcastle", "eroded", 3),
+    ("an old stone wall crumbling to dust", "old stone wall", "dust", 3),
+    ("a wool sweater shrinking", "wool sweater", "shrunken", 3),
+    ("a balloon inflating", "balloon", "fully inflated", 3),
+    ("a balloon deflating", "balloon", "deflated", 3),
+    ("a tree growing", "tree", "fully grown", 3),
+    ("an old photograph fading away", "old photograph", "faded", 3),
+    ("a house burning down", "house", "burnt-out", 3),
+    ("ice cubes melting on a sunny beach", "ice cubes", "melted", 3),
+    ("two snowmen slowly melting into puddles on a sunny beach", "two snowmen", "puddles", 3),
+    ("the snowmen are melting", "snowmen", "melted", 3),
+    ("a time-lapse of a banana rotting", "banana", "rotten", 3),
+    ("A snowman starts to melt", "snowman", "melted", 3),
+    ("a woman aging", "woman", "old woman", 3),
+    # Life cycles have more stages of their own.
+    ("a caterpillar turning into a butterfly", "caterpillar", "butterfly", 4),
+    ("a seed growing into a tree", "seed", "grown tree", 4),
+]
+
+
+@pytest.mark.parametrize(("prompt", "subject", "result", "count"), CHANGES)
+def test_gradual_change_goes_from_the_thing_to_its_result(prompt, subject, result, count):
+    states = decompose(prompt).states
+    assert len(states) == count
+    assert subject in states[0].lower()
+    assert result in states[-1].lower()
+    assert result not in states[0].lower()
+    for middle in states[1:-1]:
+        assert middle not in (states[0], states[-1])
+    assert all(s[:1].isupper() for s in states)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("a snowman melting into a puddle", ["A snowman", "A half-melted snowman", "A puddle, once a snowman"]),
+        ("a snowman on a sunny beach melting into a puddle",
+         ["A snowman on a sunny beach", "A half-melted snowman on a sunny beach",
+          "A puddle on a sunny beach, once a snowman"]),
+        ("a log burning", ["A log", "A half-burnt log in flames", "A charred, burnt-out log"]),
+        ("an old car rusting away", ["An old car", "A partly rusted old car", "An old car, now a rusted wreck"]),
+        # Words that stop being true go once the change has begun; a missing start is filled in.
+        ("a shiny new car rusting in the rain",
+         ["A shiny new car in the rain", "A partly rusted car in the rain", "A car in the rain, now a rusted wreck"]),
+        ("a lake thawing", ["A frozen lake", "A half-thawed lake", "A completely thawed lake"]),
+        ("a sweater shrinking to half its size",
+         ["A sweater", "A noticeably shrunken sweater", "A sweater, now half its size"]),
+        ("Chocolate melting in a pan",
+         ["Chocolate in a pan", "Half-melted chocolate in a pan", "Chocolate in a pan melted into a puddle"]),
+        ("On a sunny beach, a snowman melting",
+         ["On a sunny beach, a snowman", "On a sunny beach, a half-melted snowman",
+          "On a sunny beach, a snowman melted into a puddle"]),
+        ("A peony starts to bloom", ["A peony in tight bud, petals still closed",
+                                     "A peony in half bloom, petals unfolding", "A peony in full bloom"]),
+        ("a cherry tree blossoming in a park",
+         ["A cherry tree in a park in tight bud, petals still closed",
+          "A cherry tree in a park in half bloom, petals unfolding", "A cherry tree in a park in full bloom"]),
+    ],
+)
+def test_gradual_change_states(prompt, expected):
+    assert decompose(prompt).states == expected
+
+
+@pytest.mark.parametrize(
+    ("prompt", "words"),
+    [
+        ("ice cubes melting on a sunny beach", "on a sunny beach"),
+        ("a snowman melting into a puddle, best quality, 4k", ", best quality, 4k"),
+        ("a banana ripening on a kitchen table, realistic", "on a kitchen table, realistic"),
+        ("Superman flying in the sky, a snowman melting", "Superman flying in the sky, "),
+    ],
+)
+def test_gradual_change_keeps_the_scene_in_every_state(prompt, words):
+    states = decompose(prompt).states
+    assert len(states) == 3
+    assert all(words in s for s in states)
+
+
+STATIC = [
+    "a cat playing piano",
+    "a red circle on a black background",
+    "a burning candle on a table",
+    "a fire burning in a fireplace",
+    "a frozen lake at sunset",
+    "melted cheese on a pizza",
+    "a rusty old car in a field",
+    "a field of blooming flowers",
+    "a dry riverbed under a blue sky",
+    "a dog with rust-coloured fur",
+    "a woman reading in the fading light",
+]
+
+
+@pytest.mark.parametrize("prompt", STATIC)
+def test_static_prompts_stay_one_state(prompt):
+    result = decompose(prompt)
+    assert result.states == [prompt[:1].upper() + prompt[1:]]
+    assert result.rule is None
+
+
+def test_a_change_inside_another_phrasing_is_left_to_it():
+    assert decompose("A candle burns until it melts away").rule == "until"
+    assert decompose("Ice melts, then water boils").rule == "then"
+    assert decompose("A door starts to open").states[0] == "A door, just before it starts to open"
+
+
+def test_gradual_change_honours_num_states():
+    prompt = "a log burning to ashes"
+    for n in (2, 3, 4, 5):
+        states = decompose(prompt, num_states=n).states
+        assert len(states) == n
+        assert states[0] == "A log" and states[-1] == "Ashes, once a log"
+    assert decompose(prompt, num_states=4).states[1:3] == ["A log starting to burn", "An almost fully burnt log"]
+    result = decompose(prompt, num_states=7)
+    assert len(result.states) == 5 and "only 5" in result.notes[0]
+    assert len(decompose("a peony blooming", num_states=4).states) == 4
+
+
 def test_generic_from_to_keeps_subject_and_names_both_ends():
     states = decompose("A classic car from rusted relic to showroom condition").states
     assert states == [
@@ -227,7 +360,8 @@ def test_empty_prompt(prompt):
 WORDS = st.sampled_from(
     ["from", "to", "till", "then", "becomes", "turns into", "starts to", "the life cycle of", "is getting old",
      "until", "a", "boy", "winter", "spring", "dawn", ",", "'s", "being", "made", "appears after", "making",
-     "through the seasons", "process of", "transformation", "dark", "bright", "   "]
+     "through the seasons", "process of", "transformation", "dark", "bright", "melting", "rusting away",
+     "into", "on a", "is burning", "fire", "   "]
 )
 
 

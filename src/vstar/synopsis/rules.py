@@ -9,6 +9,8 @@ self-contained: it repeats the subject, and the setting or style clauses of the 
 - ``the life cycle of X``, ``X is getting old`` / ``is aging`` / ``grows up``
 - ``X becomes / turns into / transforms into Y`` (chains too), ``X's transformation into Y``
 - ``X, starts to Y`` (``begins to``), ``X appears after Y``
+- ``X melting`` (rusting, wilting, freezing, ripening, ... with or without a result: ``into a puddle``,
+  ``to ashes``, ``away``): the thing, half changed, and the result or the change's natural end
 - ``X is being made``, ``X is getting cooked``, ``X, making the dark sky bright``, ``X then Y``, ``X until Y``
 - ``the process of X losing weight``, ``a makeup transformation``, ``the restoration of X``
 
@@ -29,10 +31,12 @@ from .vocabulary import Stage
 
 DEFAULT_STATES = 5  # longest synopsis the rules backend writes unless asked for more
 
-_DET = {"a", "an", "the", "this", "that", "some", "one", "two", "three", "its", "his", "her", "their", "my"}
+_DET = {"a", "an", "the", "this", "that", "these", "those", "some", "several", "many", "one", "two", "three", "four",
+        "five", "six", "seven", "eight", "nine", "ten", "its", "his", "her", "their", "my", "our", "your"}
 _VERBS = {"run", "jump", "walk", "fly", "swim", "turn", "fall", "rise", "melt", "grow", "open", "close", "sit",
           "stand", "dance", "leave", "go", "come", "eat", "drink", "sleep", "wake", "explode", "burn"}
 _PREPS = ("at", "on", "in", "by", "near", "over", "across", "along", "under", "inside", "around")
+_PRONOUNS = {"it", "they", "he", "she", "this", "that", "these", "those"}
 
 
 @dataclass(frozen=True)
@@ -302,8 +306,14 @@ def _rule_starts(ctx: _Ctx) -> list[Node] | None:
         return _plain([t.format(S=scene) for t in V.WEATHER[weather]], ctx)
     if not x:
         return None
-    if verb in V.BLOOM_VERBS:
-        return _plain([s.text.format(X=_cap(x)) + rest for s in V.BLOOM], ctx)
+    process = V.PROCESS_VERBS.get(verb)
+    if verb in V.BLOOM_VERBS and _life_cycle_name(x) == "flower":  # "a peony starts to open", not a door
+        process = V.PROCESSES["bloom"]
+    tail = _CHANGE_TAIL.fullmatch(rest)
+    if process and tail:  # "a snowman starts to melt": the change itself, from its start
+        nodes = _change_nodes(process, m.group("x"), ctx, where=tail.group("where"), result=tail.group("y"))
+        if nodes:
+            return nodes
     pronoun = "they" if m.group("verb").lower() in ("start", "begin") else "it"
     action = f"{m.group('v')}{rest}" if m.group("v") else f"{m.group('ving')}{rest}"
     return _plain(
@@ -423,6 +433,36 @@ def _rule_until(ctx: _Ctx) -> list[Node] | None:
     return _plain([a, f"{a}, nearly until {b}", f"{a}, and in the end {b}"], ctx)
 
 
+_ADVERBS = r"slowly|gradually|quickly|rapidly|steadily|completely|fully|partly|partially"
+_CHANGE_VERB = re.compile(
+    rf"\b(?:(?:is|are)\s+)?(?:(?:{_ADVERBS})\s+)?(?P<v>{'|'.join(sorted(V.PROCESS_VERBS, key=len, reverse=True))})\b",
+    re.I,
+)
+# What may follow the verb: adverbs, a particle ("away"), a result ("into a puddle"), a place ("on a beach").
+_CHANGE_TAIL = re.compile(
+    rf"(?:\s+(?:{_ADVERBS}))?(?:\s+(?:away|down|up|out|off|over|to nothing))?(?:\s+(?:{_ADVERBS}))?"
+    rf"(?:\s+(?:into|to)\s+(?P<y>.+?))?(?P<where>\s+(?:{'|'.join(_PREPS)})\s+.+?)?(?:\s+(?:{_ADVERBS}))?",
+    re.I,
+)
+# A thing that is itself a clause ("a candle burns until it", "a girl watching a snowman") is not the one changing.
+_NOT_A_THING = re.compile(
+    r"\b(?:until|till|then|while|when|after|before|because)\b|\b\w+(?:ing|s)\s+(?:a|an|the|his|her|their|its|my)\b",
+    re.I,
+)
+
+
+def _rule_change(ctx: _Ctx) -> list[Node] | None:
+    for m in _CHANGE_VERB.finditer(ctx.core):
+        thing = _LEAD.sub("", ctx.core[: m.start()].strip(" ,"))  # "a time-lapse of a snowman" -> "a snowman"
+        tail = _CHANGE_TAIL.fullmatch(ctx.core[m.end() :])
+        if tail:
+            process = V.PROCESS_VERBS[m.group("v").lower()]
+            nodes = _change_nodes(process, thing, ctx, where=tail.group("where"), result=tail.group("y"))
+            if nodes:
+                return nodes
+    return None
+
+
 _PROCESS = re.compile(r"^(?:the\s+)?process\s+of\s+(?P<s>.+?)\s+(?P<ving>[a-z]+ing)\b(?P<o>.*)$", re.I)
 
 
@@ -462,6 +502,7 @@ _RULES: list[tuple[str, Callable[[_Ctx], list[Node] | None]]] = [
     ("appears", _rule_appear),
     ("being-done", _rule_being),
     ("making", _rule_making),
+    ("gradual-change", _rule_change),
     ("process", _rule_process),
     ("then", _rule_then),
     ("until", _rule_until),
@@ -542,6 +583,47 @@ def _carry_setting(points: list[str]) -> list[str]:
     "a butterfly" ends as "a butterfly on a leaf", so that the scene does not change with the subject."""
     _, setting = _split_locative(points[0])
     return [points[0]] + [p if not setting or _split_locative(p)[1] else f"{p} {setting}" for p in points[1:]]
+
+
+def _change_nodes(process: V.Process, thing: str, ctx: _Ctx, *, where: str | None = None,
+                  result: str | None = None) -> list[Node] | None:
+    """Nodes of ``thing`` going through ``process`` (the ``result`` the prompt names, if any, is the end).
+
+    The place stays after the thing in every state ("a half-melted snowman on a sunny beach"); None when
+    ``thing`` names nothing that changes ("it", "a fire" burning, "a girl watching a snowman").
+    """
+    if _NOT_A_THING.search(thing):
+        return None
+    det, noun = _split_det(thing)
+    if not det and noun[1:].islower() and not _first_word(noun).endswith("man"):
+        noun = noun[:1].lower() + noun[1:]  # "Chocolate melting" -> "half-melted chocolate", not "Spiderman"
+    noun, here = _split_locative(noun)
+    place = " ".join(p for p in (here, (where or "").strip()) if p)
+    kept = " ".join(w for w in noun.split() if w.lower() not in process.drop)
+    head = noun.split()[-1].lower() if noun else ""
+    if not kept or head in _PRONOUNS or head in process.steady:
+        return None
+
+    def state(template: str, x: str) -> str:
+        text = template.format(x=f"{x} {place}".rstrip())
+        if det in ("a", "an"):
+            text = f"{_article(text)} {text}"
+        elif det:
+            text = f"{det} {text}"
+        return ctx.finish(_join(ctx.scene, text))
+
+    stages = process.stages
+    # The first state keeps the prompt's wording when it already says how the thing starts ("a frozen lake").
+    nodes = [Node(state("{x}" if kept != noun else stages[0].text, noun))]
+    nodes += [Node(state(s.text, kept), main=s.main) for s in stages[1:]]
+    if result:
+        said = f"{det} {noun}".strip()
+        if _first_word(result) in V.MEASURES:  # "shrinking to half its size"
+            end = f"{said} {place}".rstrip() + f", now {result}"
+        else:
+            end = f"{result} {place}".rstrip() + f", once {said}"
+        nodes[-1] = Node(ctx.finish(_join(ctx.scene, end)))
+    return nodes
 
 
 def _adjective_nodes(x: str, adj: str, ctx: _Ctx) -> list[Node]:
@@ -761,9 +843,16 @@ def _first_word(text: str) -> str:
     return text.split()[0].lower() if text.split() else ""
 
 
-def _strip_det(text: str) -> str:
+def _split_det(text: str) -> tuple[str, str]:
+    """(determiner in lower case or "", the rest): "Two snowmen" -> ("two", "snowmen")."""
     words = text.strip(" ,").split()
-    return " ".join(words[1:]) if words and words[0].lower() in _DET else " ".join(words)
+    if words and words[0].lower() in _DET:
+        return words[0].lower(), " ".join(words[1:])
+    return "", " ".join(words)
+
+
+def _strip_det(text: str) -> str:
+    return _split_det(text)[1]
 
 
 def _article(phrase: str) -> str:

@@ -1,4 +1,5 @@
-"""Small ordered vocabularies the rules backend walks along: times of day, seasons, ages, life cycles.
+"""Small ordered vocabularies the rules backend walks along: times of day, seasons, ages, life cycles, and the
+gradual changes a thing goes through (melting, rusting, ripening).
 
 A ladder is a list of ``Stage(key, text, main)``: ``key`` is what a prompt may name, ``text`` how a state
 says it, and ``main`` marks the stages worth keeping when a path has to be shortened (``"at dawn"`` is
@@ -142,15 +143,6 @@ LIFE_CYCLE_WORDS = {
                "seed": "seed"},
 }
 
-# A flower opening, for "X starts to bloom". "{X}" is the flower as named, capitalised.
-BLOOM = [
-    Stage("closed", "{X} as a tightly closed bud"),
-    Stage("opening", "{X} with its bud starting to open"),
-    Stage("half", "{X} half open, petals unfolding"),
-    Stage("full", "{X} in full bloom"),
-]
-BLOOM_VERBS = {"bloom", "blossom", "open", "flower", "unfold", "blooming", "blossoming", "opening", "flowering"}
-
 # Weather arriving, for "..., starts to snow". "{S}" is the scene.
 WEATHER = {
     "snow": ["{S} under a clear sky", "{S}, as the first snowflakes fall", "{S} in heavy snow"],
@@ -174,3 +166,92 @@ FINISH_VERBS = {
     "sculpted", "decorated", "prepared", "created", "formed", "designed", "woven",
 }
 COOK_VERBS = {"cooked", "grilled", "fried", "roasted", "baked", "boiled", "seared", "steamed", "toasted"}
+
+
+@dataclass(frozen=True)
+class Process:
+    """A gradual change of a thing ("a snowman melting"), as stages from the thing before it to its end.
+
+    A stage's ``text`` holds ``{x}``, the thing as the prompt names it without its determiner (which goes back
+    in front: "a half-melted snowman", "two half-melted snowmen"). ``forms`` are the verb forms that name the
+    change, ``drop`` the words of the thing that stop being true once it has begun ("frozen" for a thawing
+    lake) and ``steady`` the things the verb describes without changing them ("a fire burning").
+    """
+
+    forms: tuple[str, ...]
+    stages: tuple[Stage, ...]
+    drop: frozenset[str] = frozenset()
+    steady: frozenset[str] = frozenset()
+
+
+def _gradual(forms: str, done: str, end: str, *, start: str = "{x}", half: str = "", drop: str = "",
+             steady: str = "") -> Process:
+    """The common shape: the thing, starting to change, half ``done``, almost fully ``done``, its end."""
+    return Process(
+        forms=tuple(forms.split()),
+        stages=(
+            Stage("start", start),
+            Stage("early", f"{{x}} starting to {forms.split()[0]}", main=False),
+            Stage("half", half or f"half-{done} {{x}}"),
+            Stage("late", f"almost fully {done} {{x}}", main=False),
+            Stage("end", end),
+        ),
+        drop=frozenset(drop.split()),
+        steady=frozenset(steady.split()),
+    )
+
+
+# Gradual changes by name; a prompt's result ("melting into a puddle") replaces the end stage.
+PROCESSES: dict[str, Process] = {
+    "melt": _gradual("melt melts melting", "melted", "{x} melted into a puddle"),
+    "burn": _gradual("burn burns burning", "burnt", "charred, burnt-out {x}", half="half-burnt {x} in flames",
+                     steady="fire fires flame flames campfire bonfire wildfire torch torches fireplace sun"),
+    "rust": _gradual("rust rusts rusting", "rusted", "{x}, now a rusted wreck", half="partly rusted {x}",
+                     drop="shiny new brand-new gleaming polished"),
+    "corrode": _gradual("corrode corrodes corroding", "corroded", "heavily corroded {x}",
+                        half="partly corroded {x}", drop="shiny new brand-new gleaming polished"),
+    "wilt": _gradual("wilt wilts wilting", "wilted", "wilted {x}, dry and drooping", drop="fresh blooming vibrant"),
+    "wither": _gradual("wither withers withering", "withered", "withered {x}, dry and brown",
+                       drop="fresh green lush vibrant"),
+    "freeze": _gradual("freeze freezes freezing", "frozen", "completely frozen {x}, covered in ice", drop="liquid"),
+    "thaw": _gradual("thaw thaws thawing", "thawed", "completely thawed {x}", start="frozen {x}",
+                     drop="frozen icy ice-covered snow-covered"),
+    "dissolve": _gradual("dissolve dissolves dissolving", "dissolved", "fully dissolved {x}, almost invisible"),
+    "evaporate": _gradual("evaporate evaporates evaporating", "evaporated",
+                          "{x} evaporated, leaving only a dry stain"),
+    "erode": _gradual("erode erodes eroding", "eroded", "heavily eroded {x}, worn almost flat",
+                      half="partly eroded {x}"),
+    "crumble": _gradual("crumble crumbles crumbling", "crumbled", "{x} crumbled to pieces", drop="intact"),
+    "decay": _gradual("decay decays decaying", "decayed", "fully decayed {x}, barely recognisable",
+                      drop="fresh new"),
+    "rot": _gradual("rot rots rotting", "rotten", "completely rotten {x}, black and mouldy", drop="fresh ripe"),
+    "ripen": _gradual("ripen ripens ripening", "ripened", "fully ripe {x}", start="unripe {x}",
+                      half="half-ripe {x}", drop="unripe green raw"),
+    "grow": _gradual("grow grows growing", "grown", "fully grown {x}", start="small {x}",
+                     drop="small tiny little young"),
+    "shrink": _gradual("shrink shrinks shrinking", "shrunken", "tiny, shrunken {x}", half="noticeably shrunken {x}",
+                       drop="big large huge giant"),
+    "inflate": _gradual("inflate inflates inflating", "inflated", "fully inflated {x}", start="flat, empty {x}",
+                        drop="deflated flat empty"),
+    "deflate": _gradual("deflate deflates deflating", "deflated", "completely deflated {x}, lying flat",
+                        start="fully inflated {x}", drop="inflated full"),
+    "fade": _gradual("fade fades fading", "faded", "completely faded {x}, colours washed out",
+                     drop="vivid bright colourful colorful"),
+    "dry": _gradual("dry dries drying", "dried", "completely dried {x}", drop="wet damp soaked"),
+    # Flowers opening (a peony, a cherry tree, a meadow): its own stages, not the common shape.
+    "bloom": Process(
+        forms=("bloom", "blooms", "blooming", "blossom", "blossoms", "blossoming", "flowering"),
+        stages=(
+            Stage("closed", "{x} in tight bud, petals still closed"),
+            Stage("opening", "{x} in bud, first petals showing", main=False),
+            Stage("half", "{x} in half bloom, petals unfolding"),
+            Stage("full", "{x} in full bloom"),
+        ),
+        drop=frozenset({"closed"}),
+    ),
+}
+PROCESS_VERBS = {form: process for process in PROCESSES.values() for form in process.forms}
+# More verbs that, after "starts to", mean a flower blooming ("a peony starts to open").
+BLOOM_VERBS = {"open", "opening", "unfold", "unfolding", "flower"}
+# First words of a result that is a measure of the thing, not a thing ("shrinking to half its size").
+MEASURES = {"half", "twice", "double", "its", "their", "his", "her"}
