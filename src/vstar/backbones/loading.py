@@ -21,11 +21,13 @@ from typing import Any, TypeVar
 import torch
 from diffusers import AutoencoderKL
 from huggingface_hub import constants as hub_constants
+from huggingface_hub.file_download import repo_folder_name
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from vstar.backbones.base import Backbone
 from vstar.backbones.clip_tokenizer import VOCAB_SIZE
 from vstar.backbones.unet_family import UNetBackbone
+from vstar.backbones.weights_identity import LoadedFiles, folder_files, is_recording, record_loaded
 from vstar.conditioning import per_frame_context
 
 T = TypeVar("T")
@@ -93,8 +95,27 @@ class ModelSource:
         """``loader(location, subfolder=..., **kwargs)`` (a ``from_pretrained``/``load_config``), cache first.
 
         A hub model is looked up in the local cache and only then downloaded, unless ``HF_HUB_OFFLINE``
-        is set. Missing files raise :class:`ModelNotAvailableError`.
+        is set. Missing files raise :class:`ModelNotAvailableError`. The files read are reported to
+        :func:`vstar.backbones.weights_identity.record_loaded`.
         """
+        loaded = self._load(loader, subfolder, **kwargs)
+        if is_recording():
+            root = self.path if self.path is not None else self.hub_snapshot()
+            repo = None if self.path is not None else self.repo_id
+            record_loaded(LoadedFiles(None, repo=repo) if root is None
+                          else folder_files(root, subfolder or "", kwargs.get("variant"), repo))
+        return loaded
+
+    def hub_snapshot(self) -> Path | None:
+        """The cached snapshot folder of the hub model's default revision (``.../snapshots/<commit>``), where
+        a hub load without ``revision`` reads from; None when it is not cached."""
+        cache = Path(self.cache_dir or hub_constants.HF_HUB_CACHE)
+        repo = cache / repo_folder_name(repo_id=self.repo_id, repo_type="model")
+        ref = repo / "refs" / hub_constants.DEFAULT_REVISION
+        snapshot = repo / "snapshots" / ref.read_text().strip() if ref.is_file() else None
+        return snapshot if snapshot is not None and snapshot.is_dir() else None
+
+    def _load(self, loader: Callable[..., T], subfolder: str | None = None, **kwargs: Any) -> T:
         what = f"'{subfolder}' of " if subfolder else ""
         if subfolder:
             kwargs["subfolder"] = subfolder

