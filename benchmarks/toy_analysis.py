@@ -33,10 +33,11 @@ from measure import machine, setup
 
 from vstar import TARConfig, VSTARPipeline
 from vstar.analysis import band_score, change_from_first, diagonal_mass, flicker, flow_magnitude
-from vstar.analysis.plots import attention_figure, level_name, save_figure
+from vstar.analysis.plots import attention_figure, save_figure
 from vstar.analysis.real_video import record_video_attention
 from vstar.analysis.reference import TARReference
 from vstar.analysis.similarity import similarity_matrix
+from vstar.tar import level_name
 from vstar.toy.scenes import Motion, Scene, caption, render_clip, sample_clip
 
 Clip = tuple[Scene, Motion, np.ndarray]

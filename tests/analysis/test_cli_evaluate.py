@@ -1,12 +1,14 @@
 """`vstar evaluate` on synthetic videos written to disk: the JSON schema, the table, the plot, errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 from synthetic_videos import fade, pan, static
 from typer.testing import CliRunner
 
+from vstar.analysis.evaluation import summary_table
 from vstar.cli import app
 from vstar.io import write_video
 
@@ -65,3 +67,53 @@ def test_evaluate_latent_similarity_with_a_model(videos, tmp_path):
     assert result.exit_code == 0, result.output
     matrix = np.array(json.loads(out.read_text())["videos"][0]["similarity"]["latent"])
     assert matrix.shape == (6, 6) and np.allclose(np.diag(matrix), 1)
+
+
+def cells(line):
+    """``(text, end column)`` of each cell of a table line (cells hold single spaces, gaps are wider)."""
+    return [(m.group(), m.end()) for m in re.finditer(r"\S+(?: \S+)*", line)]
+
+
+def assert_table(table, names):
+    """Labels in the first column, one right-aligned column per name, at least two spaces between cells."""
+    header, *rows = table.splitlines()
+    assert [text for text, _ in cells(header)] == names, header
+    ends = [end for _, end in cells(header)]
+    label_width = max(len(cells(row)[0][0]) for row in rows)
+    for row in rows:
+        (label, _), *values = cells(row)
+        assert row.startswith(label) and [end for _, end in values] == ends, (header, row)
+        starts = [end - len(text) for text, end in values]
+        assert starts[0] >= label_width + 2 and all(b - a >= 2 for a, b in zip(ends[:-1], starts[1:], strict=True)), row
+
+
+def test_summary_columns_fit_long_names_and_values():
+    result = {"frames": 16, "flicker": 0.0123, "flow_magnitude": 12.345, "dynamic_degree": 0.5, "dynamic": True,
+              "change_from_first": [0.0, 0.25], "similarity": {"histogram": [[1.0, 0.5]]},
+              "similarity_by_interval": {"histogram": {"1": [0.4, 0.5, 0.6]}}}
+    names = ["a.mp4", "a generated video with a rather long name.mp4", "b.gif"]
+    table = summary_table([result, {**result, "dynamic": False}, result], names)
+    assert_table(table, names)
+    assert "0.50 (dynamic)  0.50" not in table  # a short name is widened to its longest value, not squeezed
+    assert [text for text, _ in cells(table.splitlines()[4])] == ["dynamic degree", "0.50 (dynamic)", "0.50",
+                                                                  "0.50 (dynamic)"]
+
+
+def test_evaluate_table_with_a_long_file_name(videos, tmp_path):
+    long_name = tmp_path / "the_still_scene_from_the_first_experiment_of_the_paper"
+    videos["still"].rename(long_name)
+    result = vstar("evaluate", long_name, videos["pan"], videos["fade"])
+    assert result.exit_code == 0, result.output
+    assert_table(result.output.rstrip("\n"), [long_name.name, "pan.mp4", "fade.gif"])
+
+
+def test_evaluate_reports_a_bad_video_in_one_line(videos, tmp_path):
+    text, empty, no_pngs = tmp_path / "notes.mp4", tmp_path / "empty.gif", tmp_path / "nothing"
+    text.write_text("not a video")
+    empty.write_bytes(b"")
+    no_pngs.mkdir()
+    for bad, reason in [(text, "not a video"), (empty, "empty"), (no_pngs, "holds no PNG frames")]:
+        result = vstar("evaluate", videos["pan"], bad)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"error: could not read {bad}: ") and reason in result.output
+        assert result.output.count("\n") == 1 and "ffmpeg" not in result.output.lower(), result.output

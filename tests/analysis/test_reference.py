@@ -79,3 +79,18 @@ def test_a_static_reference_is_tar_with_an_all_ones_matrix(pipe, tmp_path):
                 layer.set_processor(layer.processor.fallback)
     np.testing.assert_allclose(with_reference, by_hand, atol=1e-6, rtol=0)
     assert np.abs(with_reference - gaussian).max() > 1e-4  # the reference really replaced the band
+
+
+def test_a_reference_must_be_a_readable_video_of_two_frames(tmp_path):
+    write_video(static(frames=1, size=32), tmp_path / "one.gif")
+    with pytest.raises(ValueError, match=r"the TAR reference .*one\.gif has 1 frame; give a video of at least 2"):
+        reference_from_video(tmp_path / "one.gif")
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(ValueError, match=r"could not read the TAR reference .*notes\.mp4: not a video") as caught:
+        reference_from_video(tmp_path / "notes.mp4")
+    assert "\n" not in str(caught.value) and "ffmpeg" not in str(caught.value)
+    (tmp_path / "frames").mkdir()
+    with pytest.raises(ValueError, match=r"could not read the TAR reference .*frames: the folder holds no PNG"):
+        reference_from_video(tmp_path / "frames")
+    with pytest.raises(FileNotFoundError, match=r"the TAR reference .*gone\.mp4 does not exist"):
+        reference_from_video(tmp_path / "gone.mp4")

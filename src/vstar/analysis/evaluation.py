@@ -55,9 +55,13 @@ def evaluate_video(frames: np.ndarray, metrics: Sequence[str] = WEIGHT_FREE_METR
     }
 
 
+COLUMN_GAP = 2  # spaces at least between the columns of the summary table
+
+
 def summary_table(results: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
     """A text table, one column per video: frames, flicker, flow, dynamic degree, last change from the first
-    frame and each metric's median similarity of neighbouring and of first-to-last frames."""
+    frame and each metric's median similarity of neighbouring and of first-to-last frames. Labels are
+    left-aligned; each column is right-aligned, as wide as its widest cell (name or value) plus the gap."""
     rows: list[tuple[str, list[str]]] = [
         ("frames", [str(r["frames"]) for r in results]),
         ("flicker", [f"{r['flicker']:.4f}" for r in results]),
@@ -68,7 +72,8 @@ def summary_table(results: Sequence[dict[str, Any]], names: Sequence[str]) -> st
     for metric in results[0]["similarity"]:
         rows.append((f"{metric} neighbours", [f"{r['similarity_by_interval'][metric]['1'][1]:.3f}" for r in results]))
         rows.append((f"{metric} first-last", [f"{r['similarity'][metric][0][-1]:.3f}" for r in results]))
-    width = max(12, *(len(n) for n in names))
-    lines = [f"{'':<18}" + "".join(f"{n:>{width + 2}}" for n in names)]
-    lines += [f"{label:<18}" + "".join(f"{v:>{width + 2}}" for v in values) for label, values in rows]
-    return "\n".join(lines)
+    rows.insert(0, ("", list(names)))
+    label_width = max(len(label) for label, _ in rows)
+    widths = [max(len(values[i]) for _, values in rows) + COLUMN_GAP for i in range(len(names))]
+    return "\n".join(f"{label:<{label_width}}" + "".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
+                     for label, values in rows)

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from vstar.io import atomic_path
+from vstar.outputs import StagedResult, figure_metadata, staging
+from vstar.tar import level_name
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
-LEVEL_NAMES = {-1: "init", 0: "64", 1: "32", 2: "16", 3: "8"}  # the paper's names (latent width at 320x512)
 
 
 def check_figure_path(path: Path) -> None:
@@ -23,16 +23,17 @@ def check_figure_path(path: Path) -> None:
         raise ValueError(f"a plot is written as {', '.join(FIGURE_SUFFIXES)}; got {path.name}: name it e.g. plot.png")
 
 
-def save_figure(figure: Figure, path: Path, overwrite: bool = False) -> Path:
-    """Write ``figure`` to ``path`` atomically, in the format its suffix names."""
+def save_figure(figure: Figure, path: Path, overwrite: bool = False, *, result: StagedResult | None = None) -> Path:
+    """Write ``figure`` to ``path`` in the format its suffix names, with metadata naming vstar (so that
+    ``overwrite`` may replace it later); staged into ``result`` when given, else on its own."""
+    import vstar
+
     check_figure_path(path)
-    with atomic_path(path, overwrite) as tmp:
-        figure.savefig(tmp, format=path.suffix[1:].lower(), dpi=150, bbox_inches="tight")
+    with staging(result, overwrite) as staged:
+        tmp = staged.stage(path, "figure")
+        figure.savefig(tmp, format=path.suffix[1:].lower(), dpi=150, bbox_inches="tight",
+                       metadata=figure_metadata(path.suffix, vstar.__version__))
     return path
-
-
-def level_name(level: int) -> str:
-    return LEVEL_NAMES.get(level, str(level))
 
 
 def attention_figure(maps: Mapping[str, Mapping[int, torch.Tensor]], title: str = "") -> Figure:

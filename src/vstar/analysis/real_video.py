@@ -8,8 +8,6 @@ schedule reach down to t ~ 440), so the maps compare with those a generation for
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import torch
@@ -21,25 +19,15 @@ from vstar.conditioning import cfg_context
 DEFAULT_TIMESTEP = 400
 
 
-def read_frames(path: str | Path, name: str) -> np.ndarray:
-    """The frames ``(N, H, W, 3)`` of the video at ``path`` (.mp4, .gif or a PNG folder), with errors that
-    name it (``name``, e.g. "the reference video x.mp4") and say what to give instead."""
-    from vstar.io import read_video
-
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{name} does not exist; give an .mp4, a .gif or a folder of PNG frames")
-    try:
-        frames = read_video(path)
-    except Exception as error:  # imageio/ffmpeg raise many types for a file that is not a video
-        raise ValueError(f"could not read {name} as a video ({error}); give an .mp4, a .gif or a folder "
-                         "of PNG frames") from error
-    return frames
-
-
 def pick_frames(num_available: int, num_frames: int) -> np.ndarray:
-    """Indices of ``num_frames`` frames evenly spread over ``num_available`` (first and last included)."""
-    if not 1 <= num_frames <= num_available:
-        raise ValueError(f"the video has {num_available} frames; --frames must be between 1 and {num_available}")
+    """Indices of ``num_frames`` frames evenly spread over ``num_available`` (first and last included); temporal
+    attention needs at least 2 frames, so fewer are refused."""
+    if num_available < 2:
+        raise ValueError(f"the video has {num_available} frame(s); temporal attention needs at least 2: give a "
+                         "longer video")
+    if not 2 <= num_frames <= num_available:
+        raise ValueError(f"--frames {num_frames}: the video has {num_available} frames; use --frames between 2 and "
+                         f"{num_available}")
     return np.round(np.linspace(0, num_available - 1, num_frames)).astype(int)
 
 
@@ -61,11 +49,17 @@ def prepare_video(frames: np.ndarray, num_frames: int, height: int, width: int) 
     return torch.from_numpy(chosen).permute(0, 3, 1, 2)[None].float() / 255.0
 
 
+def check_train_timestep(timestep: int, num_train_timesteps: int, name: str, flag: str = "--timestep") -> None:
+    """Raise a ValueError unless ``timestep`` is one of the ``num_train_timesteps`` training timesteps of the
+    model ``name`` (known from the registry before it loads)."""
+    if not 0 <= timestep < num_train_timesteps:
+        raise ValueError(f"{flag} must be in 0..{num_train_timesteps - 1} (the training timesteps of {name}), got "
+                         f"{timestep}; {DEFAULT_TIMESTEP} is the default")
+
+
 def check_timestep(backbone: Backbone, timestep: int, flag: str = "--timestep") -> None:
-    """Raise a ValueError unless ``timestep`` is one of the model's training timesteps."""
-    total = backbone.scheduler.config.num_train_timesteps
-    if not 0 <= timestep < total:
-        raise ValueError(f"{flag} must be in 0..{total - 1} (the model's training steps), got {timestep}")
+    """:func:`check_train_timestep` for a loaded model (its scheduler's training timesteps)."""
+    check_train_timestep(timestep, backbone.scheduler.config.num_train_timesteps, backbone.name, flag)
 
 
 @torch.no_grad()

@@ -54,12 +54,12 @@ class TARReference:
 
 def reference_from_video(path: str | Path, metric: str = "ssim") -> TARReference:
     """Read the video at ``path`` and take its ``(R, R)`` similarity under ``metric`` (weight-free or dreamsim)."""
-    from vstar.analysis.real_video import read_frames
     from vstar.analysis.similarity import similarity_matrix
+    from vstar.io import read_video
 
     if metric not in REFERENCE_METRICS:
         raise ValueError(f"--tar-reference-metric must be one of {', '.join(REFERENCE_METRICS)}, got {metric!r}")
-    frames = read_frames(path, f"the TAR reference {path}")
+    frames = read_video(path, f"the TAR reference {path}")
     if len(frames) < 2:
         raise ValueError(f"the TAR reference {path} has {len(frames)} frame; give a video of at least 2 frames")
     return TARReference.from_matrix(similarity_matrix(frames, metric), str(path), metric)

@@ -38,11 +38,11 @@ from vstar.analysis.real_video import (
     check_timestep,
     noised_video_latents,
     prepare_video,
-    read_frames,
 )
 from vstar.analysis.recording import chosen_layers, record_temporal_attention
 from vstar.conditioning import cfg_context
 from vstar.config import GenerationConfig
+from vstar.io import read_video
 from vstar.noise.gaussian import NoiseParameters, check_covariance_parameters
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def load_reference(reference: str | Path | np.ndarray, num_frames: int, height: 
         frames, name = reference, "the reference video"
     else:
         name = f"the reference video {reference}"
-        frames = read_frames(reference, name)
+        frames = read_video(reference, name)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"{name} must be frames (N, H, W, 3), got shape {tuple(frames.shape)}")
     if len(frames) < max(num_frames, 2):
