@@ -92,6 +92,8 @@ def test_bad_noise_options_fail_before_loading(reference, tmp_path, monkeypatch)
         (["--optimize-noise", "--reference-video", text], "could not read the reference video"),
         (["--optimize-noise", "--reference-video", reference, "--opt-steps", 0], "--opt-steps must be"),
         (["--optimize-noise", "--reference-video", reference, "--opt-lr", -1], "--opt-lr must be"),
+        (["--optimize-noise", "--reference-video", reference, "--opt-timestep", -1],
+         "--opt-timestep must be in 0..999 (the training timesteps of toy-shapes), got -1"),
     ]
     for args, message in cases:
         result = vstar("generate", "a red circle", *FAST, *args, *out)

@@ -60,6 +60,34 @@ def test_model_checks_before_loading():
     with pytest.raises(ValueError, match=r"4\*n\+1 frames.*got 8; try 5 or 9"):
         GenerationConfig(num_frames=8).resolved(compressed).check_for(compressed, "wan")
     assert compressed.latent_frames(9) == 3 and compressed.output_frame(2) == 8
+    assert compressed.latent_shape(2, 9, 32, 48) == (2, 4, 3, 4, 6)  # 4 channels of an 8x VAE by default
+
+
+@pytest.mark.parametrize("name,changes,message", [
+    ("toy-shapes", {"num_inference_steps": 1000}, "--steps 1000: toy-shapes was trained on 1000 timesteps, so it "
+                                                  "takes at most 999 denoising steps; use --steps 999 or fewer"),
+    ("toy-shapes", {"tar": TARConfig.parse("64D1_8D2")}, "--tar 64D1_8D2: toy-shapes has temporal attention at "
+                                                         "levels init, 64, 32, 16 only; choose levels among those, "
+                                                         "e.g. --tar 64D1"),
+    ("toy-shapes", {"tar": None, "replace_attention": "uniform:16,8"},
+     "--replace-attention uniform:16,8: toy-shapes has .* init, 64, 32, 16 only; .* e.g. --replace-attention uniform:64"),
+    ("animatediff", {"tar": TARConfig.parse("64D1_initD1")}, "animatediff has temporal attention at levels 64, 32, 16, "
+                                                             "8 only"),
+])
+def test_what_the_model_has_is_checked_before_loading(name, changes, message):
+    defaults = get_spec(name).defaults
+    config = GenerationConfig(**changes).resolved(defaults)
+    with pytest.raises(ValueError, match=message):
+        config.check_for(defaults, name)
+
+
+def test_every_level_and_step_count_the_model_has_passes():
+    defaults = get_spec("modelscope").defaults
+    config = GenerationConfig(num_inference_steps=999, tar=TARConfig.parse("initD1_64D1_32D1_16D1"),
+                              replace_attention="identity:8")
+    config.resolved(defaults).check_for(defaults, "modelscope")
+    unknown = BackboneDefaults(height=32, width=32, size_multiple=8)  # levels unknown before loading: checked then
+    GenerationConfig(tar=TARConfig.parse("8D1")).resolved(unknown).check_for(unknown, "new-family")
 
 
 settings = st.fixed_dictionaries({}, optional={

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,8 @@ from vstar.analysis.reference import TARReference
 from vstar.analysis.replacement import parse_replacement
 from vstar.backbones.base import BackboneDefaults
 from vstar.conditioning import INTERPOLATION_MODES, InterpolationMode
-from vstar.tar import TARConfig
+from vstar.tar import TARConfig, level_name
+from vstar.temporal_attention import INIT_LEVEL
 
 DEFAULT_TAR = "64D1"
 TAR_FIELDS = ("tar", "tar_max_mode", "tar_strength", "tar_step_fraction")  # how a TARConfig is stored
@@ -138,11 +140,39 @@ class GenerationConfig:
         defaults.check_num_frames(self.num_frames, name)
         defaults.check_size(self.height, self.width)
         self.check_cond_fps(defaults, name)
+        self.check_steps(defaults.num_train_timesteps, name)
+        if defaults.temporal_attention_levels is not None:
+            self.check_levels(defaults.temporal_attention_levels, name)
 
     def check_cond_fps(self, defaults: BackboneDefaults, name: str) -> None:
         """Raise a ValueError when frame-rate conditioning is asked of a model that takes none."""
         if self.cond_fps is not None and defaults.cond_fps is None:
             raise ValueError(f"{name} takes no frame-rate conditioning; drop cond_fps (--cond-fps)")
+
+    def check_steps(self, num_train_timesteps: int, name: str) -> None:
+        """Raise a ValueError for more denoising steps than a schedule of ``num_train_timesteps`` holds (DDIM's
+        timesteps are offset by one, which leaves room for ``T - 1`` steps)."""
+        most = num_train_timesteps - 1
+        if self.num_inference_steps > most:
+            raise ValueError(f"--steps {self.num_inference_steps}: {name} was trained on {num_train_timesteps} "
+                             f"timesteps, so it takes at most {most} denoising steps; use --steps {most} or fewer")
+
+    def check_levels(self, available: Collection[int], name: str) -> None:
+        """Raise a ValueError when TAR (``--tar``) or an attention replacement (``--replace-attention``) names a
+        level without temporal attention in the model, whose levels with it are ``available``."""
+        asked: list[tuple[str, str, set[int], str]] = []  # flag, value, levels, a fix's template
+        if self.tar is not None:
+            asked.append(("--tar", self.tar.to_preset(), set(self.tar.sigmas), "{}D1"))
+        if self.replace_attention is not None:
+            mode, levels = parse_replacement(self.replace_attention)
+            asked.append(("--replace-attention", self.replace_attention, set(levels), f"{mode}:{{}}"))
+        levels = sorted(available)
+        example = level_name(next((level for level in levels if level != INIT_LEVEL), INIT_LEVEL))
+        for flag, value, wanted, template in asked:
+            if not wanted <= set(levels):
+                raise ValueError(f"{flag} {value}: {name} has temporal attention at levels "
+                                 f"{', '.join(map(level_name, levels))} only; choose levels among those, e.g. "
+                                 f"{flag} {template.format(example)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; :meth:`from_dict` reads it back."""
@@ -187,11 +217,17 @@ def tar_from_dict(data: dict[str, Any]) -> TARConfig | None:
     return TARConfig.parse(preset, **{k: v for k, v in options.items() if v is not None})
 
 
+def known_settings() -> set[str]:
+    """The keys of :meth:`GenerationConfig.to_dict` (and ``num_videos``, which sidecars of 0.1.0 recorded)."""
+    return {f.name for f in dataclasses.fields(GenerationConfig)} - {"tar"} | set(TAR_FIELDS) | {"num_videos"}
+
+
 def config_from_sidecar(data: dict[str, Any], defaults: BackboneDefaults) -> GenerationConfig:
     """The generation config a sidecar recorded (its ``settings``), for a model with ``defaults``.
 
     Sidecars of vstar 0.1.0 kept the seed and the playback rate beside ``settings`` and used ``settings.fps``
     for the frame-rate conditioning; they are read the same way (the conditioning only for models that take it).
+    Settings this vstar does not know are left out (:meth:`vstar.sidecar.Sidecar.notes` names them).
     """
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
@@ -201,4 +237,5 @@ def config_from_sidecar(data: dict[str, Any], defaults: BackboneDefaults) -> Gen
             "cond_fps": settings.get("fps") if defaults.cond_fps is not None else None,
             "fps": data.get("fps"), "seed": data.get("seed"),
         }
-    return GenerationConfig.from_dict({k: v for k, v in settings.items() if k != "num_videos"})
+    known = known_settings() - {"num_videos"}  # settings of a newer vstar: named by Sidecar.notes, ignored here
+    return GenerationConfig.from_dict({k: v for k, v in settings.items() if k in known})

@@ -29,6 +29,7 @@ EXPONENT_RANGE = 64.0  # base-2 exponents the one-pass shift may span (see TARPr
 
 # The paper names UNet levels by the latent width of VideoCrafter2 at 320x512 (64, 32, 16, 8).
 RESOLUTION_LEVELS: dict[str, int] = {"64": 0, "32": 1, "16": 2, "8": 3}
+LEVEL_NAMES: dict[int, str] = {level: name for name, level in RESOLUTION_LEVELS.items()} | {INIT_LEVEL: "init"}
 PRESETS: dict[str, str] = {
     "64D1": "default for 16-32 frames: sigma 1 at the highest-resolution level",
     "64D1_32D8": "long videos (48+ frames): sigma 1 at the highest level and sigma 8 at the next",
@@ -405,14 +406,18 @@ class TARConfig:
 
     def to_preset(self) -> str:
         """The preset string that :meth:`parse` turns back into these levels and strengths."""
-        names = {v: k for k, v in RESOLUTION_LEVELS.items()} | {INIT_LEVEL: "init"}
         tokens = []
         for level in sorted(self.sigmas, key=lambda lv: (lv == INIT_LEVEL, lv)):
-            token = f"{names.get(level, str(level))}D{self.sigmas[level]:g}"
+            token = f"{level_name(level)}D{self.sigmas[level]:g}"
             if level in self.level_strengths:
                 token += f"S{self.level_strengths[level]:g}"
             tokens.append(token)
         return "_".join(tokens)
+
+
+def level_name(level: int) -> str:
+    """A level as presets name it: ``"64"``, ``"32"``, ``"16"``, ``"8"`` or ``"init"`` (deeper levels by number)."""
+    return LEVEL_NAMES.get(level, str(level))
 
 
 def apply_tar(model: nn.Module, config: TARConfig | str = "64D1", state: TARState | None = None, *,

@@ -31,8 +31,12 @@ def test_frames_are_picked_evenly_resized_and_centre_cropped():
     wide[:, :, 10:30] = 255  # the centre half is white
     fitted = fit_frames(wide, 10, 10)
     assert fitted.shape == (1, 10, 10, 3) and fitted.min() == 255
-    with pytest.raises(ValueError, match="--frames must be between 1 and 10"):
+    with pytest.raises(ValueError, match="--frames 11: the video has 10 frames; use --frames between 2 and 10"):
         pick_frames(10, 11)
+    with pytest.raises(ValueError, match="use --frames between 2 and 10"):
+        pick_frames(10, 1)
+    with pytest.raises(ValueError, match="the video has 1 frame.*temporal attention needs at least 2"):
+        pick_frames(1, 1)
 
 
 def test_analyze_a_real_clip_writes_maps_scores_and_plots(clip, tmp_path):
@@ -100,4 +104,4 @@ def test_analyze_refuses_bad_input_before_loading(clip, tmp_path):
         result = vstar("analyze", *args, "--out", tmp_path / "x")
         assert result.exit_code == 2 and message in result.output, (args, result.output)
     result = vstar("analyze", clip, "--model", "toy-shapes", "--frames", 20, "--device", "cpu", "--out", tmp_path / "y")
-    assert result.exit_code == 2 and "--frames must be between 1 and 12" in result.output
+    assert result.exit_code == 2 and "--frames 20: the video has 12 frames" in result.output

@@ -1,6 +1,7 @@
 """The registry: names, loader paths and the defaults it advertises."""
 
 import pytest
+import torch
 
 from vstar.backbones import (
     BACKBONES,
@@ -11,6 +12,7 @@ from vstar.backbones import (
     weights_available,
 )
 from vstar.backbones.registry import _resolve_loader
+from vstar.temporal_attention import unet_temporal_attention_layers
 
 
 def test_every_loader_path_resolves_and_real_models_have_hub_ids():
@@ -20,11 +22,83 @@ def test_every_loader_path_resolves_and_real_models_have_hub_ids():
         assert spec.tiny or spec.model_ids
 
 
+def architecture(unet, vae_blocks: int, vae_channels: int, num_train_timesteps: int) -> dict:
+    """What the registry states of a model's architecture, as found in the built parts."""
+    assert vae_channels == unet.config.in_channels  # the UNet denoises the VAE's latents
+    levels = tuple(sorted({layer.level for layer in unet_temporal_attention_layers(unet)}))
+    return {"num_train_timesteps": num_train_timesteps, "temporal_attention_levels": levels,
+            "latent_channels": unet.config.in_channels, "vae_scale_factor": 2 ** (vae_blocks - 1)}
+
+
+def stated(defaults) -> dict:
+    return {key: getattr(defaults, key) for key in
+            ("num_train_timesteps", "temporal_attention_levels", "latent_channels", "vae_scale_factor")}
+
+
 @pytest.mark.parametrize("name", [n for n, s in BACKBONES.items() if s.tiny])
 def test_tiny_entries_advertise_what_the_model_uses(name):
     spec = get_spec(name)
-    assert load_backbone(name, device="cpu").defaults == spec.defaults
+    backbone = load_backbone(name, device="cpu")
+    d = spec.defaults
+    assert backbone.defaults == d
     assert weights_available(spec)
+    # what the CLI checks before loading (steps, timesteps, TAR levels, recorded noise) is what the model has
+    vae = backbone.vae.config
+    assert stated(d) == architecture(backbone.unet, len(vae.block_out_channels), vae.latent_channels,
+                                     backbone.scheduler.config.num_train_timesteps)
+    assert set(d.temporal_attention_levels) == {layer.level for layer in backbone.temporal_attention_layers()}
+    for frames, height, width in ((d.num_frames, d.height, d.width), (9, 2 * d.height, d.width)):
+        assert d.latent_shape(2, frames, height, width) == backbone.latent_shape(2, frames, height, width)
+
+
+# The published configs of the full-size models, as far as they decide what the registry states: unet/config.json
+# of ali-vilab/text-to-video-ms-1.7b (zeroscope v2 576w is a fine-tune with the same one), of Stable Diffusion 1.5
+# and guoyww/animatediff-motion-adapter-v1-5-2's config.json; their VAEs are SD's KL-f8 (4 blocks, 4 channels),
+# SD 1.5's schedule has 1000 steps (ModelScope's is in vstar). VideoCrafter2's come from vstar's port of its YAML.
+MODELSCOPE_UNET = dict(
+    block_out_channels=(320, 640, 1280, 1280), in_channels=4, out_channels=4, layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
+    up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3, cross_attention_dim=1024, attention_head_dim=64,
+)
+SD15_UNET = dict(block_out_channels=(320, 640, 1280, 1280), in_channels=4, layers_per_block=2, cross_attention_dim=768,
+                 attention_head_dim=8)
+ANIMATEDIFF_ADAPTER = dict(block_out_channels=(320, 640, 1280, 1280), motion_layers_per_block=2,
+                           motion_num_attention_heads=8, motion_max_seq_length=32, use_motion_mid_block=True)
+SD_VAE_BLOCKS, SD_VAE_CHANNELS, SD_TRAIN_TIMESTEPS = 4, 4, 1000
+
+
+def published_architecture(name: str) -> dict:
+    """The architecture of a full-size entry, its UNet built on the meta device (no memory, no weights)."""
+    from diffusers import DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel
+
+    from vstar.backbones.animatediff import motion_unet
+    from vstar.backbones.modelscope import MODELSCOPE_SCHEDULER
+    from vstar.backbones.videocrafter2 import VideoCrafter2DDIMScheduler, VideoCrafter2UNet
+    from vstar.backbones.videocrafter2.config import (
+        ORIGINAL_UNET_PARAMS,
+        ORIGINAL_VAE_DDCONFIG,
+        unet_config_from_original,
+        vae_config_from_original,
+    )
+
+    with torch.device("meta"):
+        if name == "videocrafter2":
+            vae = vae_config_from_original(ORIGINAL_VAE_DDCONFIG)
+            return architecture(VideoCrafter2UNet(**unet_config_from_original(ORIGINAL_UNET_PARAMS)),
+                                len(vae["block_out_channels"]), vae["latent_channels"],
+                                VideoCrafter2DDIMScheduler().config.num_train_timesteps)
+        if name in ("modelscope", "zeroscope"):
+            return architecture(UNet3DConditionModel(**MODELSCOPE_UNET), SD_VAE_BLOCKS, SD_VAE_CHANNELS,
+                                DDIMScheduler(**MODELSCOPE_SCHEDULER).config.num_train_timesteps)
+        assert name == "animatediff", f"write down the published architecture of {name} here"
+        unet = motion_unet(UNet2DConditionModel(**SD15_UNET), MotionAdapter(**ANIMATEDIFF_ADAPTER))
+        assert unet.config.motion_max_seq_length == get_spec(name).defaults.max_frames
+        return architecture(unet, SD_VAE_BLOCKS, SD_VAE_CHANNELS, SD_TRAIN_TIMESTEPS)
+
+
+@pytest.mark.parametrize("name", [n for n, s in BACKBONES.items() if not s.tiny])
+def test_full_size_entries_state_their_published_architecture(name):
+    assert stated(get_spec(name).defaults) == published_architecture(name)
 
 
 def test_videocrafter2_entry_matches_the_authors_settings():

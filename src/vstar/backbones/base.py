@@ -36,6 +36,13 @@ class BackboneDefaults:
     ``parameters`` and ``activation_bytes`` feed the memory estimate made before any work
     (:mod:`vstar.resources`): the weight count, and the peak activation memory of one denoiser call per
     output pixel of one frame of one batch item at float32 (0 = unknown, no estimate).
+
+    What the model's architecture fixes, so that settings it cannot run are refused before it loads (the
+    registry's tests check each against the built model): ``num_train_timesteps``, the training timesteps
+    of its noise schedule; ``temporal_attention_levels``, the resolution levels with temporal self-attention
+    (0 = highest resolution, the paper's "64"; -1 = the block before the down path), None when unknown
+    before loading; ``latent_channels`` and ``vae_scale_factor`` (pixels per latent pixel), which with
+    ``temporal_compression`` give the latent shape. The defaults are those of SD-style KL-f8 models.
     """
 
     height: int
@@ -51,6 +58,10 @@ class BackboneDefaults:
     temporal_compression: int = 1
     parameters: int = 0
     activation_bytes: float = 0.0
+    num_train_timesteps: int = 1000
+    temporal_attention_levels: tuple[int, ...] | None = None
+    latent_channels: int = 4
+    vae_scale_factor: int = 8
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for ``num_frames`` output frames (equal without temporal compression)."""
@@ -60,6 +71,11 @@ class BackboneDefaults:
     def output_frame(self, latent_frame: int) -> int:
         """The last output frame that latent frame ``latent_frame`` decodes to (``k * l``)."""
         return latent_frame * self.temporal_compression
+
+    def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        """``(B, C, latent frames, h, w)`` of the initial noise for ``batch`` videos, known before loading."""
+        scale = self.vae_scale_factor
+        return (batch, self.latent_channels, self.latent_frames(num_frames), height // scale, width // scale)
 
     def check_num_frames(self, num_frames: int, name: str) -> None:
         """Raise a ValueError naming the fix when the family cannot generate ``num_frames`` frames."""

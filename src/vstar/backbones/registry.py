@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from vstar.backbones.base import Backbone, BackboneDefaults
+from vstar.backbones.weights_identity import Source, built_identity, files_identity, recording_loads
 from vstar.devices import resolve_device, resolve_dtype
 
 
@@ -42,6 +43,13 @@ VIDEOCRAFTER2_PLAYBACK_FPS = 10  # the authors' inference script writes at 10 fp
 # scaled by width (320 vs 32 base channels).
 TINY_ACTIVATION = 120.0
 FULL_SIZE_ACTIVATION = 1150.0
+# Resolution levels with temporal self-attention (tests/backbones/test_registry.py builds each model to check):
+# ModelScope- and VideoCrafter2-style UNets have a temporal block before the down path (-1) and temporal
+# attention at all 4 levels (the deepest in the middle block); AnimateDiff's motion modules sit at the 4 levels
+# only; the toy UNet has 3 levels.
+UNET3D_LEVELS = (-1, 0, 1, 2, 3)
+MOTION_LEVELS = (0, 1, 2, 3)
+TOY_LEVELS = (-1, 0, 1, 2)
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
@@ -51,21 +59,23 @@ BACKBONES: dict[str, BackboneSpec] = {
             "VideoCrafter2 (the paper's base model; fps-conditioned UNet, rescaled DDIM, eta 1)",
             "vstar.backbones.videocrafter2:load_videocrafter2",
             BackboneDefaults(height=320, width=512, guidance_scale=12.0, fps=VIDEOCRAFTER2_PLAYBACK_FPS, cond_fps=28,
-                             eta=1.0, parameters=1_850_000_000, activation_bytes=FULL_SIZE_ACTIVATION),
+                             eta=1.0, parameters=1_850_000_000, activation_bytes=FULL_SIZE_ACTIVATION,
+                             temporal_attention_levels=UNET3D_LEVELS),
             model_ids=("VideoCrafter/VideoCrafter2",),
         ),
         BackboneSpec(
             "modelscope", "modelscope", "ModelScope text-to-video 1.7B (UNet3D, no frame positions)",
             "vstar.backbones.modelscope:load_modelscope",
             BackboneDefaults(height=256, width=256, guidance_scale=9.0, fps=8, parameters=1_830_000_000,
-                             activation_bytes=FULL_SIZE_ACTIVATION),
+                             activation_bytes=FULL_SIZE_ACTIVATION, temporal_attention_levels=UNET3D_LEVELS),
             model_ids=("ali-vilab/text-to-video-ms-1.7b",),
         ),
         BackboneSpec(
             "zeroscope", "modelscope", "zeroscope v2 576w, a ModelScope fine-tune at 320x576",
             "vstar.backbones.modelscope:load_modelscope",
             BackboneDefaults(height=320, width=576, num_frames=24, guidance_scale=9.0, fps=8,
-                             parameters=1_830_000_000, activation_bytes=FULL_SIZE_ACTIVATION),
+                             parameters=1_830_000_000, activation_bytes=FULL_SIZE_ACTIVATION,
+                             temporal_attention_levels=UNET3D_LEVELS),
             model_ids=("cerspense/zeroscope_v2_576w",),
         ),
         BackboneSpec(
@@ -73,7 +83,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             "AnimateDiff motion adapter v1-5-2 on Stable Diffusion 1.5 (sinusoidal frame positions, <= 32 frames)",
             "vstar.backbones.animatediff:load_animatediff",
             BackboneDefaults(height=512, width=512, guidance_scale=7.5, fps=8, max_frames=32,
-                             parameters=1_520_000_000, activation_bytes=FULL_SIZE_ACTIVATION),
+                             parameters=1_520_000_000, activation_bytes=FULL_SIZE_ACTIVATION,
+                             temporal_attention_levels=MOTION_LEVELS),
             model_ids=("stable-diffusion-v1-5/stable-diffusion-v1-5", "guoyww/animatediff-motion-adapter-v1-5-2"),
         ),
         BackboneSpec(
@@ -81,21 +92,24 @@ BACKBONES: dict[str, BackboneSpec] = {
             "embedded 32x32 model trained by vstar on procedural shape clips (offline demo and measurements)",
             "vstar.toy.model:load_toy",
             BackboneDefaults(height=32, width=32, num_inference_steps=25, guidance_scale=5.0, fps=8, size_multiple=16,
-                             parameters=27_000_000, activation_bytes=800),
+                             parameters=27_000_000, activation_bytes=800, temporal_attention_levels=TOY_LEVELS,
+                             vae_scale_factor=4),
             tiny=True,
         ),
         BackboneSpec(
             "tiny-modelscope", "modelscope", "tiny random-weight ModelScope-style model built in code (tests, demo)",
             "vstar.backbones.modelscope:tiny_modelscope",
             BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=9.0, fps=8,
-                             parameters=3_000_000, activation_bytes=TINY_ACTIVATION),
+                             parameters=3_000_000, activation_bytes=TINY_ACTIVATION,
+                             temporal_attention_levels=UNET3D_LEVELS),
             tiny=True, seeded=True,
         ),
         BackboneSpec(
             "tiny-animatediff", "animatediff", "tiny random-weight AnimateDiff-style model built in code (tests)",
             "vstar.backbones.animatediff:tiny_animatediff",
             BackboneDefaults(height=64, width=64, num_inference_steps=10, guidance_scale=7.5, fps=8, max_frames=32,
-                             parameters=3_000_000, activation_bytes=TINY_ACTIVATION),
+                             parameters=3_000_000, activation_bytes=TINY_ACTIVATION,
+                             temporal_attention_levels=MOTION_LEVELS),
             tiny=True, seeded=True,
         ),
         BackboneSpec(
@@ -103,7 +117,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "vstar.backbones.videocrafter2:tiny_videocrafter2",
             BackboneDefaults(height=64, width=64, num_frames=8, num_inference_steps=4, guidance_scale=12.0,
                              fps=VIDEOCRAFTER2_PLAYBACK_FPS, cond_fps=28, eta=1.0, parameters=6_000_000,
-                             activation_bytes=TINY_ACTIVATION),
+                             activation_bytes=TINY_ACTIVATION, temporal_attention_levels=UNET3D_LEVELS),
             tiny=True, seeded=True,
         ),
     )
@@ -173,15 +187,26 @@ def load_backbone(name: str = DEFAULT_MODEL, *, model_path: str | Path | None = 
         device: ``"cuda"``, ``"mps"``, ``"cpu"`` or None for the best available.
         dtype: ``"fp32"``, ``"fp16"``, ``"bf16"`` or None (fp16 on GPU, fp32 on CPU).
         seed: weight seed of tiny models (ignored by pretrained ones).
+
+    The returned backbone's ``weights_identity`` attribute records which weights were loaded (see
+    :mod:`vstar.backbones.weights_identity`).
     """
     spec = get_spec(name)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     loader = _resolve_loader(spec.loader)
-    if spec.tiny:
-        if model_path is not None:
-            raise ValueError(f"{name} is built in code and takes no model path; drop --model-path")
-        seed_kwargs = {"seed": seed} if spec.seeded else {}
-        return loader(device=torch_device, **seed_kwargs).to(dtype=torch_dtype)
-    return loader(*spec.model_ids, model_path=model_path, device=torch_device, dtype=torch_dtype,
-                  defaults=spec.defaults)
+    if spec.tiny and model_path is not None:
+        raise ValueError(f"{name} is built in code and takes no model path; drop --model-path")
+    with recording_loads() as loads:
+        if spec.tiny:
+            backbone = loader(device=torch_device, **({"seed": seed} if spec.seeded else {}))
+        else:
+            backbone = loader(*spec.model_ids, model_path=model_path, device=torch_device, dtype=torch_dtype,
+                              defaults=spec.defaults)
+    if spec.seeded:  # before the dtype cast, so that the identity does not depend on it
+        identity = built_identity(name, seed, backbone)
+    else:
+        source: Source = "shipped" if spec.tiny else "hub" if model_path is None else "path"
+        identity = files_identity(name, source, loads, model_path)
+    backbone.weights_identity = identity
+    return backbone.to(dtype=torch_dtype) if spec.tiny else backbone
