@@ -63,13 +63,20 @@ def test_png_folder_output(tmp_path):
     assert len(list(out.glob("*.png"))) == 3 and (tmp_path / "frames.json").exists()
 
 
-def test_existing_output_needs_overwrite(tmp_path):
+def test_existing_output_needs_overwrite_and_only_vstar_outputs_are_replaced(tmp_path):
     out = tmp_path / "clip.mp4"
-    out.write_bytes(b"keep me")
-    result = vstar("generate", "a cat", *FAST, "--frames", 3, "--out", out)
-    assert result.exit_code == 2 and "--overwrite" in result.output and out.read_bytes() == b"keep me"
-    assert vstar("generate", "a cat", *FAST, "--frames", 3, "--out", out, "--overwrite").exit_code == 0
-    assert read_video(out).shape[0] == 3
+    assert vstar("generate", "a cat", *FAST, "--frames", 3, "--out", out).exit_code == 0
+    first = out.read_bytes()
+    result = vstar("generate", "a cat", *FAST, "--frames", 4, "--out", out)
+    assert result.exit_code == 2 and "--overwrite" in result.output and out.read_bytes() == first
+    assert vstar("generate", "a cat", *FAST, "--frames", 4, "--out", out, "--overwrite").exit_code == 0
+    assert read_video(out).shape[0] == 4
+    assert json.loads((tmp_path / "clip.json").read_text())["settings"]["num_frames"] == 4
+    mine = tmp_path / "holiday.mp4"
+    mine.write_bytes(b"keep me")
+    result = vstar("generate", "a cat", *FAST, "--frames", 3, "--out", mine, "--overwrite")
+    assert result.exit_code == 2 and "only replaces what vstar can show it wrote" in result.output
+    assert mine.read_bytes() == b"keep me" and not (tmp_path / "holiday.json").exists()
 
 
 @pytest.mark.parametrize("args,message", [

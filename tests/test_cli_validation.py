@@ -1,19 +1,26 @@
 """Every entry point refuses bad input before any work: exit code 2, one line naming the option and a fix,
 no model loaded, no LLM asked, no file created or changed."""
 
+import hashlib
 import json
 import os
 import random
 import shlex
 import time
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
+import vstar.analysis.cli
+import vstar.backbones
 import vstar.pipeline
 import vstar.synopsis
 from vstar.cli import app
-from vstar.io import lock_path
+from vstar.io import write_video
+from vstar.noise import OptimizedNoise
+from vstar.outputs import lock_path
 
 runner = CliRunner()
 TOY = ["--model", "toy-shapes", "--steps", "2", "--seed", "0", "--quiet"]
@@ -38,12 +45,23 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "mywork").mkdir()
     (tmp_path / "mywork" / "thesis.tex").write_text("years of work")
     (tmp_path / "taken.json").write_text("{}")
+    frames = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    for name, count in (("ref.gif", 16), ("short.gif", 3), ("one.gif", 1)):
+        write_video(frames[:count], tmp_path / name)
+    # optimized noise for 8 frames of 32x32 on toy-shapes: latents (1, 4, 8, 8, 8)
+    noise = OptimizedNoise(torch.zeros(1, 4, 8, 8, 8), 1.0, 0.0, torch.zeros(1, 4, 8, 8, 8), torch.zeros(1, 8, 8))
+    noise.save(tmp_path / "noisy.noise.safetensors")
+    digest = hashlib.sha256((tmp_path / "noisy.noise.safetensors").read_bytes()).hexdigest()
+    (tmp_path / "noisy.json").write_text(json.dumps(
+        {**sidecar, "noise": {"file": "noisy.noise.safetensors", "sha256": digest}}))
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded or an LLM asked before the input was checked")
 
-    monkeypatch.setattr(vstar.pipeline, "load_backbone", forbidden)
-    monkeypatch.setattr(vstar.synopsis, "make_synopsis", forbidden)
+    for module, name in ((vstar.pipeline, "load_backbone"), (vstar.backbones, "load_backbone"),
+                         (vstar.pipeline.VSTARPipeline, "from_pretrained"), (vstar.analysis.cli, "load_model"),
+                         (vstar.synopsis, "make_synopsis")):
+        monkeypatch.setattr(module, name, forbidden)
     return tmp_path
 
 
@@ -66,9 +84,9 @@ GENERATE_CASES = [
     (["--tar-step-fraction", "2"], "step_fraction must be in [0, 1]"),
     (["--tar", "64D1", "--no-tar"], "contradict"),
     (["--out", "clip.avi"], "unsupported output"),
-    (["--out", "mywork", "--overwrite"], "only replaces vstar's own outputs"),
+    (["--out", "mywork", "--overwrite"], "only replaces what vstar can show it wrote"),
     (["--out", "mywork"], "already exists"),
-    (["--out", "taken.mp4", "--overwrite"], "not a vstar sidecar"),  # taken.json beside it is the user's
+    (["--out", "taken.mp4", "--overwrite"], "taken.json is not a file vstar wrote"),  # the user's JSON
     (["--out", "x" * 300 + ".mp4"], "shorter name"),
     (["--width", "100000", "--height", "100000"], "--no-memory-check"),
     (["--frames", "10000000"], "frames fit at 32x32"),
@@ -84,23 +102,97 @@ GENERATE_CASES = [
     (["--from", "nosynopsis.json"], "no 'synopsis'"),
     (["--from", "badsetting.json"], "num_frames must be a whole number"),
     (["--frames", "4", "-s", "a", "-s", "b", "-s", "c", "-s", "d", "-s", "e"], "do not fit on 4 frames"),
+    # what the registry knows of the model (tests/backbones/test_registry.py checks it against the built model)
+    (["--steps", "3000"], "--steps 3000: toy-shapes was trained on 1000 timesteps, so it takes at most 999"),
+    (["--steps", "1000"], "use --steps 999 or fewer"),
+    (["--tar", "8D1"], "--tar 8D1: toy-shapes has temporal attention at levels init, 64, 32, 16 only; "
+                       "choose levels among those, e.g. --tar 64D1"),
+    (["--no-tar", "--replace-attention", "identity:32,8"], "--replace-attention identity:32,8: toy-shapes has "
+                                                           "temporal attention at levels init, 64, 32, 16 only"),
+    (["--model", "tiny-animatediff", "--tar", "64D1_initD1"], "tiny-animatediff has temporal attention at levels "
+                                                              "64, 32, 16, 8 only"),
+    (["--optimize-noise", "--reference-video", "ref.gif", "--opt-timestep", "5000"],
+     "--opt-timestep must be in 0..999 (the training timesteps of toy-shapes), got 5000"),
+    (["--from", "noisy.json", "--frames", "12"], "the recorded optimized noise has shape (1, 4, 8, 8, 8), this "
+                                                 "generation needs (1, 4, 12, 8, 8)"),
+    (["--from", "noisy.json", "--height", "64"], "needs (1, 4, 8, 16, 8)"),
+    (["--tar-reference-metric", "bogus"], "--tar-reference-metric must be one of ssim, mae, histogram, dreamsim"),
+    (["--tar-reference-metric", "mae"], "--tar-reference-metric says how --tar-reference VIDEO is compared"),
+    (["--tar-reference", "one.gif"], "has 1 frame; give a video of at least 2 frames"),
+    (["--tar-reference", "mywork"], "could not read the TAR reference mywork: the folder holds no PNG frames"),
+    (["--from", "."], ". is a folder; pass the sidecar .json"),
+    (["--from", "ref.gif"], "ref.gif is not a text file; pass the sidecar .json"),
+    (["--synopsis-file", "."], "synopsis file . is a folder"),
+    (["--synopsis-file", "ref.gif"], "synopsis file ref.gif is not text (UTF-8)"),
+    (["--strict"], "--strict checks what --from reproduces"),
     (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--dtype", "fp12"], "use --device cpu"
      if not __import__("torch").cuda.is_available() else "unknown dtype"),
 ]
 
 
-@pytest.mark.parametrize("extra,message", GENERATE_CASES, ids=[" ".join(c[0])[:40] for c in GENERATE_CASES])
-def test_generate_refuses_bad_input_before_any_work(workdir, extra, message):
+def assert_refused_before_work(workdir, args, message):
+    """``vstar ARGS`` exits 2 with one line holding ``message``, at once, loading and changing nothing."""
     before = snapshot(workdir)
     start = time.perf_counter()
-    prompt = [] if any(a in extra for a in ("--from", "--synopsis-file", "-s")) else ["a red circle"]
-    result = runner.invoke(app, ["generate", *prompt, *TOY, *extra])
+    result = runner.invoke(app, args)
     elapsed = time.perf_counter() - start
     assert result.exit_code == 2, result.output
     assert message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert elapsed < 5, f"took {elapsed:.1f} s to refuse"
     assert snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("extra,message", GENERATE_CASES, ids=[" ".join(c[0])[:40] for c in GENERATE_CASES])
+def test_generate_refuses_bad_input_before_any_work(workdir, extra, message):
+    prompt = [] if any(a in extra for a in ("--from", "--synopsis-file", "-s")) else ["a red circle"]
+    assert_refused_before_work(workdir, ["generate", *prompt, *TOY, *extra], message)
+
+
+ANALYZE = ["--model", "toy-shapes", "--device", "cpu", "--out", "analysis"]
+ANALYZE_CASES = [
+    (["short.gif", "--frames", "8"], "--frames 8: the video has 3 frames; use --frames between 2 and 3"),
+    (["one.gif"], "the video has 1 frame(s); temporal attention needs at least 2: give a longer video"),
+    *[(["short.gif", "--timestep", t], f"--timestep must be in 0..999 (the training timesteps of toy-shapes), got {t}")
+      for t in ("5000", "1000", "-1")],
+    (["--generate", ""], "--generate needs a prompt"),
+    (["--generate", "  "], "--generate needs a prompt"),
+    (["--plot-band", "1,2", "--frames", "60000"], "--plot-band with --frames 60000: the bands are unreadable past 256"),
+    (["--plot-band", "1,2", "--frames", "257"], "plot them with --frames 256 or fewer"),
+    (["--generate", "a red circle", "--steps", "3000"], "--steps 3000: toy-shapes was trained on 1000 timesteps"),
+    (["--generate", "a red circle", "--tar", "8D1"], "--tar 8D1: toy-shapes has temporal attention at levels init, "
+                                                     "64, 32, 16 only"),
+    (["--generate", "a red circle", "--no-tar", "--replace-attention", "identity:8"],
+     "--replace-attention identity:8: toy-shapes has temporal attention at levels init, 64, 32, 16 only"),
+    (["--generate", "a red circle", "--model", "tiny-animatediff", "--tar", "initD1"],
+     "--tar initD1: tiny-animatediff has temporal attention at levels 64, 32, 16, 8 only"),
+]
+
+
+@pytest.mark.parametrize("extra,message", ANALYZE_CASES, ids=[" ".join(c[0])[:40] for c in ANALYZE_CASES])
+def test_analyze_refuses_bad_input_before_any_work(workdir, extra, message):
+    assert_refused_before_work(workdir, ["analyze", *ANALYZE, *extra], message)
+
+
+EVALUATE_CASES = [
+    (["missing.mp4"], "missing.mp4 does not exist"),
+    (["notes.mp4"], "could not read notes.mp4: not a video that can be decoded"),
+    (["empty.gif"], "could not read empty.gif: the file is empty"),
+    (["mywork"], "could not read mywork: the folder holds no PNG frames"),
+    (["ref.gif", "--metric", "latent"], "give --model or drop latent"),
+    (["ref.gif", "--plot", "plot.bmp"], "a plot is written as"),
+    (["ref.gif", "--json", "taken.json", "--overwrite"], "taken.json is not a file vstar wrote"),
+    (["ref.gif", "--json", "ok.json", "--overwrite"], "ok.json is a vstar generation record, not a evaluation one"),
+    (["ref.gif", "--json", "fifo.json", "--overwrite"], "is not a regular file"),
+]
+
+
+@pytest.mark.parametrize("extra,message", EVALUATE_CASES, ids=[" ".join(c[0])[:40] for c in EVALUATE_CASES])
+def test_evaluate_refuses_bad_input_before_any_work(workdir, extra, message):
+    (workdir / "notes.mp4").write_text("not a video")
+    (workdir / "empty.gif").write_bytes(b"")
+    os.mkfifo(workdir / "fifo.json")
+    assert_refused_before_work(workdir, ["evaluate", *extra], message)
 
 
 def test_a_second_run_on_the_same_output_fails_at_once(workdir):
@@ -186,6 +278,10 @@ PIPELINE_CASES = [
     ({"num_frames": 64, "max_memory": 1e-6}, "not even 2 frames fit"),
     ({"frame_chunk": 4, "record_attention": True}, "leave out frame_chunk"),
     ({"num_frames": 10_000_000}, "check_memory=False"),
+    # what the loaded model itself has (the CLI refuses the same from the registry before loading)
+    ({"num_inference_steps": 1000}, "trained on 1000 timesteps, so it takes at most 999 denoising steps"),
+    ({"tar": "8D1"}, "--tar 8D1: .* has temporal attention at levels init, 64, 32, 16 only"),
+    ({"tar": None, "replace_attention": "uniform:8"}, "--replace-attention uniform:8: .* levels init, 64, 32, 16 only"),
 ]
 
 

@@ -92,7 +92,11 @@ def test_callback_can_replace_latents(pipe):
     ({"tar": "99D1"}, "cannot parse TAR preset"),
     ({"synopsis": ["a", "b", "c"], "num_frames": 2}, "do not fit"),
     ({"output_type": "pil"}, "unknown output_type"),
-    ({"latents": torch.zeros(1, 4, 3, 8, 8)}, "latents must have shape"),
+    ({"latents": torch.zeros(1, 4, 3, 8, 8)}, "latents must be a tensor of shape"),
+    ({"latents": torch.full((1, 4, 8, 8, 8), float("nan"))}, "latents hold NaN or infinite values"),
+    ({"latents": torch.full((1, 4, 8, 8, 8), float("inf"))}, "latents hold NaN or infinite values"),
+    ({"generator": 42}, "generator must be a torch.Generator"),
+    ({"generator": [torch.Generator(), torch.Generator()]}, "a list of 2 generators for 1 video"),
     ({"interpolation": "cubic"}, "unknown interpolation mode"),
 ])
 def test_bad_input_is_rejected_with_a_clear_message(pipe, kwargs, message):
@@ -146,3 +150,10 @@ def test_animatediff_matches_the_stock_diffusers_pipeline():
     want = stock("a red circle", negative_prompt="", latents=latents.clone(), output_type="latent", **kwargs).frames
     got = run(pipe, prompt="a red circle", tar=None, latents=latents.clone(), output_type="latent", **kwargs).frames
     torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0)
+
+
+def test_a_denoiser_that_returns_nan_is_an_error_not_a_black_video(pipe, monkeypatch):
+    backbone = pipe.backbone
+    monkeypatch.setattr(backbone, "model_output", lambda latents, *a, **k: torch.full_like(latents, float("nan")))
+    with pytest.raises(RuntimeError, match="the denoiser produced NaN or infinite values"):
+        run(pipe, num_inference_steps=1)

@@ -95,6 +95,36 @@ def models() -> None:
         typer.echo(f"{'':<18} {spec.description}")
 
 
+def recorded_command(argv: list[str]) -> str:
+    """The command line as the sidecar records it: ``vstar`` and the arguments, with credentials in URLs
+    (user info, secret-looking query values) masked as in messages."""
+    from vstar.synopsis.backends.openai_compat import mask_url
+
+    def masked(arg: str) -> str:
+        if "://" not in arg:
+            return arg
+        flag, equals, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        return f"{flag}{equals}{mask_url(value)}"
+
+    return shlex.join(["vstar", *(masked(a) for a in argv[1:])]) if argv else "vstar generate"
+
+
+def check_same_weights(recorded: dict[str, Any] | None, loaded: Any, sidecar: Path, strict: bool, quiet: bool) -> None:
+    """``--from``: warn (``strict``: refuse) when the loaded weights differ from those the sidecar recorded;
+    a note when the sidecar records none (vstar < 0.3.0)."""
+    from vstar.backbones.weights_identity import identity_differences
+
+    comparison = identity_differences(recorded, loaded)
+    if comparison.differs and strict:
+        raise ValueError(f"--strict: the loaded weights differ from those {sidecar.name} was made with "
+                         f"({'; '.join(comparison.differs)}); load those weights or drop --strict")
+    for line in comparison.differs:
+        typer.secho(f"warning: the weights differ from those {sidecar.name} was made with, so the video will "
+                    f"too: {line}", err=True, fg=typer.colors.YELLOW)
+    if comparison.unknown and not quiet:
+        typer.echo(f"note: {comparison.unknown}", err=True)
+
+
 def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "video"
 
@@ -190,11 +220,17 @@ def silence_progress_bars() -> None:
     huggingface_hub.utils.disable_progress_bars()
 
 
-def attention_changes(replace_attention: str | None, tar_reference: Path | None, metric: str) -> dict[str, Any]:
-    """``--replace-attention`` (``none`` clears a recorded one) and ``--tar-reference`` as config changes;
-    the reference video is read and its similarity taken here, before any model is loaded."""
-    from vstar.analysis.reference import reference_from_video
+def attention_changes(replace_attention: str | None, tar_reference: Path | None, metric: str | None) -> dict[str, Any]:
+    """``--replace-attention`` (``none`` clears a recorded one) and ``--tar-reference`` (with
+    ``--tar-reference-metric``, default ssim) as config changes; the reference video is read and its
+    similarity taken here, before any model is loaded."""
+    from vstar.analysis.reference import REFERENCE_METRICS, reference_from_video
 
+    if metric is not None and metric not in REFERENCE_METRICS:
+        raise ValueError(f"--tar-reference-metric must be one of {', '.join(REFERENCE_METRICS)}, got {metric!r}")
+    if metric is not None and tar_reference is None:
+        raise ValueError("--tar-reference-metric says how --tar-reference VIDEO is compared; give the video or drop it")
+    metric = metric or "ssim"
     changes: dict[str, Any] = {}
     if replace_attention is not None:
         changes["replace_attention"] = None if replace_attention.strip().lower() == "none" else replace_attention
@@ -243,7 +279,7 @@ def generate(
     tar_strength: Annotated[float | None, typer.Option(help="Multiplier of max(S) * dA.")] = None,
     tar_step_fraction: Annotated[float | None, typer.Option(help="Regularize the first fraction of steps.")] = None,
     tar_reference: Annotated[Path | None, typer.Option(help="TAR's dA from this video's frame similarity (paper figure 9) instead of the Gaussian band.")] = None,
-    tar_reference_metric: Annotated[str, typer.Option(help="Frame similarity of --tar-reference: ssim, mae, histogram or dreamsim.")] = "ssim",
+    tar_reference_metric: Annotated[str | None, typer.Option(help="Frame similarity of --tar-reference: ssim (default), mae, histogram or dreamsim.")] = None,
     replace_attention: Annotated[str | None, typer.Option(help="Fixed temporal attention (paper figure 5): identity:64,32 or uniform:16; 'none' drops a recorded one.")] = None,
     reference_video: Annotated[Path | None, typer.Option(help="--optimize-noise: the real video whose temporal attention the initial noise should match (paper supplement B).")] = None,
     optimize_noise: Annotated[bool, typer.Option("--optimize-noise", help="Optimize the initial noise toward --reference-video's temporal attention, then sample (saved as NAME.noise.safetensors).")] = False,
@@ -259,6 +295,7 @@ def generate(
     out: Annotated[Path | None, typer.Option(help="Output .mp4, .gif, or a folder for PNG frames.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     from_sidecar: Annotated[Path | None, typer.Option("--from", help="Reproduce the video of a sidecar .json.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="With --from: refuse, instead of warning, a sidecar with fields this vstar does not know or whose weights differ from the loaded ones.")] = False,
     device: Annotated[str | None, typer.Option(help="cuda, mps, cpu (default: best available).")] = None,
     dtype: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 (default: fp16 on GPU, fp32 on CPU).")] = None,
     no_memory_check: Annotated[bool, typer.Option("--no-memory-check", help="Skip the memory estimate made before loading.")] = False,
@@ -272,9 +309,11 @@ def generate(
     loaded; the output and its sidecar are claimed first, so a second run writing them fails at once.
     """
     from vstar.backbones import DEFAULT_MODEL
+    from vstar.backbones.weights_identity import weights_identity
     from vstar.devices import resolve_device, resolve_dtype
-    from vstar.io import check_writable, claim_outputs, output_kind, sidecar_path, write_sidecar, write_video
+    from vstar.io import output_kind, sidecar_path, write_sidecar, write_video
     from vstar.noise.cli import check_noise_shape, noise_options, noise_path, recorded_noise, save_noise
+    from vstar.outputs import check_sidecar_of, check_writable, claim_outputs, file_sha256, staged_result
     from vstar.pipeline import VSTARPipeline
     from vstar.resources import check_max_memory, check_memory, choose_frame_chunk
     from vstar.sidecar import load_sidecar
@@ -282,6 +321,11 @@ def generate(
     if quiet:
         silence_progress_bars()
     recorded = load_sidecar(from_sidecar) if from_sidecar is not None else None
+    if strict and recorded is None:
+        raise ValueError("--strict checks what --from reproduces; give --from SIDECAR.json or drop --strict")
+    if strict and recorded.unknown():
+        raise ValueError(f"--strict: {from_sidecar} has what this vstar does not know ({', '.join(recorded.unknown())});"
+                         " upgrade vstar or drop --strict")
     if recorded is not None and not quiet:
         for note in recorded.notes():
             typer.echo(f"note: {note}", err=True)
@@ -291,7 +335,9 @@ def generate(
                            {f"--llm-{k.replace('_', '-')}": v for k, v in llm.items()}, states, style)
     model = model or (recorded.model if recorded else None) or DEFAULT_MODEL
     spec = get_spec(model)
-    model_path = model_path or (Path(recorded.model_path) if recorded and recorded.model_path else None)
+    if recorded is not None and recorded.model_path and model_path is None:
+        raise ValueError(f"{from_sidecar} was made with --model-path {recorded.model_path}; vstar does not follow "
+                         "paths that a sidecar names: pass --model-path DIR (that folder or another copy) yourself")
     config = generation_config(
         {"num_frames": frames, "height": height, "width": width, "num_inference_steps": steps,
          "guidance_scale": guidance, "negative_prompt": negative_prompt, "interpolation": interpolation,
@@ -303,8 +349,11 @@ def generate(
     )
     if config.seed is None:
         config = config.replace(seed=random.randrange(2**31))
-    noise_plan = noise_options(reference_video, optimize_noise, opt_steps, opt_lr, kl_weight, opt_timestep, config)
+    noise_plan = noise_options(reference_video, optimize_noise, opt_steps, opt_lr, kl_weight, opt_timestep, config,
+                               spec)
     noise = recorded_noise(recorded.noise, from_sidecar) if noise_plan is None and recorded and recorded.noise else None
+    if noise is not None:
+        check_noise_shape(noise, spec, config)
     upscale = upscale if upscale is not None else (recorded.upscale if recorded else 1)
     if upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {upscale}")
@@ -325,11 +374,12 @@ def generate(
     out = out or Path("outputs") / f"{_slug(name)}-{config.seed}.mp4"
     kind = output_kind(out)
     sidecar = sidecar_path(out)
-    check_writable(out, overwrite, "frames" if kind == "png" else "video")
     check_writable(sidecar, overwrite, "sidecar")
+    check_sidecar_of(sidecar, out)
+    check_writable(out, overwrite, "frames" if kind == "png" else "video", sidecar)
     noise_outputs = [noise_path(out)] if noise_plan is not None or noise is not None else []
     for path in noise_outputs:
-        check_writable(path, overwrite)
+        check_writable(path, overwrite, "noise", sidecar)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype or (recorded.dtype if recorded else None), torch_device)
     memory = {"batch": 2 if config.uses_guidance else 1, "dtype": torch_dtype, "device": torch_device,
@@ -350,22 +400,27 @@ def generate(
         if not quiet:
             origin = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
             typer.echo(f"model {model} ({origin}) on {pipe.device}, seed {config.seed}", err=True)
+        weights = weights_identity(pipe.backbone)
+        if recorded is not None:
+            check_same_weights(recorded.weights, weights, from_sidecar, strict, quiet)
         if noise_plan is not None:
             noise = noise_plan.optimize(pipe, prompt, chosen_states, config, progress=not quiet)
-        elif noise is not None:
-            check_noise_shape(noise, pipe, config)
         result = pipe(prompt, chosen_states, config=config, progress=not quiet, check_memory=False,
                       latents=noise.latents if noise is not None else None, frame_chunk=chunk)
-        write_video(result.frames[0], out, fps=config.fps, overwrite=overwrite, upscale=upscale)
-        metadata = {
-            "vstar_version": vstar.__version__, "prompt": prompt, "synopsis": result.states,
-            "synopsis_source": source["backend"],
-            "synopsis_info": {k: v for k, v in source.items() if k not in ("prompt", "states")},
-            "keyframes": result.keyframes, "model": model, "model_path": str(model_path) if model_path else None,
-            "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
-            "upscale": upscale, "settings": result.config.to_dict(), "output": out.name,
-            "noise": save_noise(noise, noise_outputs[0], overwrite) if noise is not None else None,
-            "command": shlex.join(["vstar", *sys.argv[1:]]) if sys.argv else "vstar generate",
-        }
-        write_sidecar(metadata, sidecar, overwrite=overwrite)
+        with staged_result(overwrite) as staged:  # the video, its noise file and its sidecar: all or none
+            written = write_video(result.frames[0], out, fps=config.fps, upscale=upscale, result=staged)
+            files = {} if kind == "png" else {out.name: file_sha256(written)}
+            noise_entry = save_noise(noise, noise_outputs[0], staged, sidecar) if noise is not None else None
+            metadata = {
+                "vstar_version": vstar.__version__, "kind": "generation", "prompt": prompt,
+                "synopsis": result.states, "synopsis_source": source["backend"],
+                "synopsis_info": {k: v for k, v in source.items() if k not in ("prompt", "states")},
+                "keyframes": result.keyframes, "model": model,
+                "model_path": str(model_path) if model_path else None,
+                "device": str(pipe.device), "dtype": str(pipe.backbone.dtype).removeprefix("torch."),
+                "upscale": upscale, "settings": result.config.to_dict(), "output": out.name,
+                "files": files | ({noise_entry["file"]: noise_entry["sha256"]} if noise_entry else {}),
+                "noise": noise_entry, "weights": dict(weights), "command": recorded_command(sys.argv),
+            }
+            write_sidecar(metadata, sidecar, result=staged)
     typer.echo(f"wrote {out} ({len(result.frames[0])} frames) and {sidecar}")

@@ -67,6 +67,19 @@ def states_from(prompt: str | None, synopsis: Sequence[str] | Any | None) -> lis
     return [prompt.strip()]
 
 
+def check_generator(generator: Any, num_videos: int) -> None:
+    """Raise a ValueError unless ``generator`` is None, a ``torch.Generator`` or a list of ``num_videos`` of them."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if isinstance(generator, list) and all(isinstance(g, torch.Generator) for g in generator):
+        if len(generator) != num_videos:
+            raise ValueError(f"generator is a list of {len(generator)} generators for {num_videos} video(s); give "
+                             "one per video")
+        return
+    raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(42)) or a list of "
+                     f"them, got {type(generator).__name__}; or set a seed with config=GenerationConfig(seed=42)")
+
+
 class VSTARPipeline:
     """Text-to-video with Video Synopsis Prompting and Temporal Attention Regularization over any backbone.
 
@@ -90,10 +103,14 @@ class VSTARPipeline:
         return self.backbone.device
 
     def check_config(self, config: GenerationConfig) -> None:
-        """Raise a ValueError when this backbone cannot run the resolved ``config`` (frames, size, fps)."""
-        self.backbone.check_num_frames(config.num_frames)
-        self.backbone.check_size(config.height, config.width)
-        config.check_cond_fps(self.backbone.defaults, self.backbone.name)
+        """Raise a ValueError when this backbone cannot run the resolved ``config`` (frames, size, fps, steps, and
+        the levels of TAR and attention replacement), judged by the loaded model itself."""
+        backbone = self.backbone
+        backbone.check_num_frames(config.num_frames)
+        backbone.check_size(config.height, config.width)
+        config.check_cond_fps(backbone.defaults, backbone.name)
+        config.check_steps(backbone.scheduler.config.num_train_timesteps, backbone.name)
+        config.check_levels({layer.level for layer in backbone.temporal_attention_layers()}, backbone.name)
 
     def encode_states(self, states: Sequence[str], negative_prompt: str | None, num_latent_frames: int,
                       interpolation: InterpolationMode, use_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -211,8 +228,12 @@ class VSTARPipeline:
             raise ValueError(f"{len(states)} synopsis states do not fit on {config.num_frames} frames; "
                              "use more frames or fewer states")
         shape = backbone.latent_shape(num_videos, config.num_frames, config.height, config.width)
-        if latents is not None and tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape):
+            raise ValueError(f"latents must be a tensor of shape {shape}, got "
+                             f"{tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__}")
+        if latents is not None and not torch.isfinite(latents).all():
+            raise ValueError("latents hold NaN or infinite values; give finite initial noise (or none: it is drawn)")
+        check_generator(generator, num_videos)
         if generator is None and config.seed is not None:
             generator = torch.Generator().manual_seed(config.seed)
 
@@ -232,6 +253,9 @@ class VSTARPipeline:
                 chunking.enter_context(chunked_execution(backbone, frames=frame_chunk, sequences=sequences))
             latents = self.denoise(latents.to(self.device, torch.float32), context, config, generator, progress,
                                    callback_on_step_end, recorder)
+        if not torch.isfinite(latents).all():
+            raise RuntimeError(f"the denoiser produced NaN or infinite values ({backbone.dtype} on {self.device}); "
+                               "try --dtype fp32 or bf16 (dtype=...), or a lower guidance scale")
 
         keyframes = [backbone.output_frame(k) for k in keyframe_indices(len(states), num_latent_frames)]
         settings = config.to_dict() | {"num_videos": num_videos}

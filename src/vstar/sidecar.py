@@ -2,8 +2,9 @@
 
 ``vstar generate --from clip.json`` reproduces a video from it, so a sidecar is input like any other: every
 field is checked for its type, a missing or ill-typed field is an error naming it, and a sidecar written by
-a newer vstar is read with a notice (settings this version does not know are an error from
-:meth:`vstar.config.GenerationConfig.from_dict`, so nothing is silently dropped).
+a newer vstar is read with a notice. Fields and settings this version does not know (a newer vstar's) are
+named by :meth:`Sidecar.unknown` and ignored; ``--strict`` refuses them. Sidecars of vstar 0.3.0 and later
+also record the outputs' sha256 (``files``) and the identity of the weights (``weights``).
 """
 
 from __future__ import annotations
@@ -44,15 +45,19 @@ class Sidecar:
     output: str | None = None
     command: str | None = None
     noise: dict[str, Any] | None = None  # optimized initial noise: its file beside the sidecar, sha256, summary
+    kind: str | None = None  # "generation" (vstar >= 0.3.0)
+    files: dict[str, str] = field(default_factory=dict)  # the output files beside it -> sha256 (vstar >= 0.3.0)
+    weights: dict[str, Any] | None = None  # vstar.backbones.weights_identity of the loaded model (vstar >= 0.3.0)
     seed: int | None = None  # vstar 0.1.0 kept seed and playback fps beside the settings
     fps: int | None = None
+    ignored: tuple[str, ...] = field(default=(), compare=False)  # top-level fields this vstar does not know
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "the sidecar") -> Sidecar:
         """Check every field's type; raise a ValueError naming the first missing or ill-typed one."""
         if not isinstance(data, dict):
             raise ValueError(f"{source} must hold a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} - {"ignored"}
         values = {k: v for k, v in data.items() if k in known}
         for name in ("vstar_version", "model", "synopsis"):
             if values.get(name) is None:
@@ -61,21 +66,31 @@ class Sidecar:
             problem = _field_problem(name, value)
             if problem:
                 raise ValueError(f"{source}: field {name!r} {problem}, got {value!r}")
-        return cls(**values)
+        return cls(**values, ignored=tuple(sorted(set(data) - known)))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "ignored"}
+
+    def unknown(self) -> list[str]:
+        """The fields and settings (``settings.NAME``) of this sidecar that this vstar does not know."""
+        from vstar.config import known_settings
+
+        return [*self.ignored, *(f"settings.{k}" for k in sorted(set(self.settings) - known_settings()))]
 
     def notes(self) -> list[str]:
-        """A notice when a newer vstar wrote this sidecar."""
+        """Notices: a newer vstar wrote this sidecar; fields or settings it has that this vstar ignores."""
+        notes = []
         try:
-            newer = Version(self.vstar_version) > Version(vstar.__version__)
+            if Version(self.vstar_version) > Version(vstar.__version__):
+                notes.append(f"this sidecar was written by vstar {self.vstar_version}, newer than this vstar "
+                             f"{vstar.__version__}; upgrade (pip install -U vstar-video) if a setting is not understood")
         except InvalidVersion:
-            return [f"the sidecar's vstar_version {self.vstar_version!r} is not a version number"]
-        if newer:
-            return [f"this sidecar was written by vstar {self.vstar_version}, newer than this vstar "
-                    f"{vstar.__version__}; upgrade (pip install -U vstar) if a setting is not understood"]
-        return []
+            notes.append(f"the sidecar's vstar_version {self.vstar_version!r} is not a version number")
+        unknown = self.unknown()
+        if unknown:
+            notes.append(f"ignored what this vstar does not know in the sidecar: {', '.join(unknown)} "
+                         "(--strict refuses such a sidecar)")
+        return notes
 
 
 def _field_problem(name: str, value: Any) -> str | None:
@@ -92,8 +107,13 @@ def _field_problem(name: str, value: Any) -> str | None:
         return None if ok else "must be a list of frame indices"
     if name in ("synopsis_info", "settings"):
         return None if isinstance(value, dict) else "must be a JSON object"
-    if name == "noise":
+    if name in ("noise", "weights"):
         return None if value is None or isinstance(value, dict) else "must be a JSON object or null"
+    if name == "kind":
+        return None if value in (None, "generation") else "must be 'generation' (this is not a video's sidecar)"
+    if name == "files":
+        ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        return None if ok else "must map file names to sha256 texts"
     if name == "upscale":
         return None if _is_int(value) and value >= 1 else "must be a whole number >= 1"
     if name in ("seed", "fps"):

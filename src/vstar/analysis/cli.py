@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+
+if TYPE_CHECKING:
+    from vstar.outputs import OutputKind, StagedResult
 
 
 def register(app: typer.Typer) -> None:
@@ -17,12 +20,13 @@ def register(app: typer.Typer) -> None:
     app.command("analyze")(friendly_errors(analyze))
 
 
-def write_json(data: Any, path: Path, overwrite: bool) -> None:
-    """Indented JSON, written atomically."""
-    from vstar.io import atomic_path
+def write_json(data: dict[str, Any], path: Path, result: StagedResult, kind: Literal["analysis", "evaluation"]) -> None:
+    """Stage ``data`` as indented JSON at ``path`` in ``result``, marked as vstar's record of ``kind``."""
+    import vstar
 
-    with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    tmp = result.stage(path, kind)
+    record = {"vstar_version": vstar.__version__, "kind": kind, **data}
+    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def load_model(model: str | None, device: str | None) -> Any:
@@ -50,31 +54,34 @@ def evaluate(
     from vstar.analysis.plots import check_figure_path, evaluation_figure, save_figure
     from vstar.analysis.similarity import WEIGHT_FREE_METRICS
     from vstar.backbones.registry import get_spec
-    from vstar.io import check_writable, read_video
+    from vstar.io import read_video
+    from vstar.outputs import check_writable, claim_outputs, staged_result
 
     metrics = list(metric or WEIGHT_FREE_METRICS)
     if model is not None:
         get_spec(model)
     check_metrics(metrics, has_model=model is not None)
-    for video in videos:
-        if not video.exists():
-            raise FileNotFoundError(f"{video} does not exist; give an .mp4, a .gif or a folder of PNG frames")
+    clips = [read_video(video) for video in videos]  # a missing or unreadable video fails before any work
     if plot is not None:
         check_figure_path(plot)
-        check_writable(plot, overwrite)
+        check_writable(plot, overwrite, "figure")
     if json_out is not None:
-        check_writable(json_out, overwrite)
+        check_writable(json_out, overwrite, "evaluation")
+    outputs = [path for path in (json_out, plot) if path is not None]
 
-    backbone = load_model(model, device)
-    results = [{"path": str(video), **evaluate_video(read_video(video), metrics, backbone)} for video in videos]
-    names = [video.name for video in videos]
-    typer.echo(summary_table(results, names))
-    if json_out is not None:
-        write_json({"videos": results}, json_out, overwrite)
-        typer.echo(f"wrote {json_out}")
-    if plot is not None:
-        save_figure(evaluation_figure(results, names), plot, overwrite)
-        typer.echo(f"wrote {plot}")
+    with claim_outputs(*outputs):
+        backbone = load_model(model, device)
+        results = [{"path": str(video), **evaluate_video(clip, metrics, backbone)}
+                   for video, clip in zip(videos, clips, strict=True)]
+        names = [video.name for video in videos]
+        typer.echo(summary_table(results, names))
+        with staged_result(overwrite) as staged:  # the JSON and the plot: both or neither
+            if json_out is not None:
+                write_json({"videos": results}, json_out, staged, "evaluation")
+            if plot is not None:
+                save_figure(evaluation_figure(results, names), plot, result=staged)
+    for path in outputs:
+        typer.echo(f"wrote {path}")
 
 
 def parse_sigmas(text: str) -> list[float]:
@@ -88,10 +95,23 @@ def parse_sigmas(text: str) -> list[float]:
     return sigmas
 
 
+# A band panel is about 340 pixels wide in bands.png (150 dpi): past 256 frames a frame gets less than a pixel and
+# a band a few frames wide no longer shows (while the F x F matrices grow as F**2: 29 GB at 60000 frames).
+MAX_BAND_FRAMES = 256
+
+
+def check_band_frames(num_frames: int) -> None:
+    """Refuse plotting TAR's ``(F, F)`` bands (``--plot-band``) for more than :data:`MAX_BAND_FRAMES` frames."""
+    if num_frames > MAX_BAND_FRAMES:
+        raise ValueError(f"--plot-band with --frames {num_frames}: the bands are unreadable past {MAX_BAND_FRAMES} "
+                         f"frames (a frame gets less than a pixel); plot them with --frames {MAX_BAND_FRAMES} or "
+                         "fewer (in a run of their own)")
+
+
 def attention_summary(recorder: Any) -> dict[str, Any]:
     """A recorder's maps per level (the paper's level names) and per layer, with their band scores."""
-    from vstar.analysis.plots import level_name
     from vstar.analysis.scores import band_score, diagonal_mass
+    from vstar.tar import level_name
 
     def entry(matrix: Any) -> dict[str, Any]:
         return {"map": matrix.tolist(), "band_score": float(band_score(matrix)),
@@ -114,7 +134,7 @@ def analyze(
     no_tar: Annotated[bool, typer.Option("--no-tar", help="--generate: switch TAR off.")] = False,
     replace_attention: Annotated[str | None, typer.Option(help="--generate: fixed temporal attention, e.g. identity:64,32 or uniform:16.")] = None,
     tar_reference: Annotated[Path | None, typer.Option(help="--generate: TAR's dA from this video's frame similarity.")] = None,
-    tar_reference_metric: Annotated[str, typer.Option(help="--generate: similarity of --tar-reference: ssim, mae, histogram or dreamsim.")] = "ssim",
+    tar_reference_metric: Annotated[str | None, typer.Option(help="--generate: similarity of --tar-reference: ssim (default), mae, histogram or dreamsim.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise (real video) and of the generation.")] = 0,
     plot_band: Annotated[str | None, typer.Option(help="Also plot TAR's dA for these sigmas, e.g. 1,2,4,8,16 (with --frames).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for attention.json, attention.png/.pdf (and bands.png/.pdf).")] = Path("outputs/analysis"),
@@ -123,45 +143,92 @@ def analyze(
 ) -> None:
     """Record the temporal attention of a real video (noised to --timestep, one denoiser call) and/or of a
     generation (--generate), per layer and level, with band scores and heatmaps (paper figures 4, 10, S.10)."""
-    import vstar
     from vstar.analysis.plots import attention_figure, band_figure, save_figure
-    from vstar.analysis.real_video import prepare_video, record_video_attention
+    from vstar.analysis.real_video import check_train_timestep, pick_frames
     from vstar.backbones import DEFAULT_MODEL, get_spec
     from vstar.cli import attention_changes, generation_config
-    from vstar.io import check_writable, read_video, write_video
+    from vstar.io import read_video, write_video
+    from vstar.outputs import check_writable, claim_outputs, file_sha256, staged_result
     from vstar.tar import regularization_matrix
 
     if video is None and generate is None and plot_band is None:
         raise ValueError("give a VIDEO to analyse, --generate PROMPT, or --plot-band SIGMAS (or several)")
-    if video is not None and not video.exists():
-        raise FileNotFoundError(f"{video} does not exist; give an .mp4, a .gif or a folder of PNG frames")
     sigmas = parse_sigmas(plot_band) if plot_band is not None else []
     model = model or DEFAULT_MODEL
     defaults = get_spec(model).defaults
     if frames is not None and frames < 2:
         raise ValueError(f"--frames must be >= 2, got {frames}")
+    check_train_timestep(timestep, defaults.num_train_timesteps, model)
+    if sigmas:
+        check_band_frames(frames or defaults.num_frames)
+    if generate is not None and not generate.strip():
+        raise ValueError("--generate needs a prompt, e.g. --generate 'a red circle'; got an empty one")
     config = None
     if generate is not None:
         config = generation_config(
             {"num_frames": frames, "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed},
             {"preset": tar, "off": no_tar, "max_mode": None, "strength": None, "step_fraction": None}, {}, model,
             attention_changes(replace_attention, tar_reference, tar_reference_metric))
-    elif replace_attention is not None or tar_reference is not None:
-        raise ValueError("--replace-attention and --tar-reference act on a generation; add --generate PROMPT")
+    elif replace_attention is not None or tar_reference is not None or tar_reference_metric is not None:
+        raise ValueError("--replace-attention and --tar-reference(-metric) act on a generation; add --generate PROMPT")
     outputs = ([out / "attention.json", out / "attention.png", out / "attention.pdf"] if video or generate else [])
     outputs += [out / "bands.png", out / "bands.pdf"] if sigmas else []
     outputs += [out / "generated.mp4"] if generate is not None else []
+    record = out / "attention.json"  # names generated.mp4 with its sha256
     for path in outputs:
-        check_writable(path, overwrite)
+        check_writable(path, overwrite, analysis_output_kind(path), record)
     real = read_video(video) if video is not None else None
+    count = frames or min(len(real), defaults.num_frames) if real is not None else None
+    if real is not None:  # a video too short for --frames (or for any temporal attention) fails here
+        pick_frames(len(real), count)
+
+    with claim_outputs(*outputs):
+        summaries, maps, settings, generated = analyse(
+            backbone=load_model(model, device) if real is not None or config is not None else None,
+            real=real, video=video, count=count, config=config, generate=generate, prompt=prompt,
+            timestep=timestep, seed=seed, model=model)
+        for name, summary in summaries.items():
+            scores = ", ".join(f"{level} {entry['band_score']:.2f}" for level, entry in summary["levels"].items())
+            typer.echo(f"{name}: band score (expected frame distance) per level: {scores}")
+        with staged_result(overwrite) as staged:  # every file of the analysis, or none
+            files = {}
+            if generated is not None:
+                written = write_video(generated.frames[0], out / "generated.mp4", fps=generated.config.fps,
+                                      result=staged, record=record)
+                files["generated.mp4"] = file_sha256(written)
+            if summaries:
+                figure = attention_figure(maps, title=f"temporal attention per level ({model})")
+                for suffix in (".png", ".pdf"):
+                    save_figure(figure, out / f"attention{suffix}", result=staged)
+            if sigmas:
+                count = frames or defaults.num_frames
+                figure = band_figure({f"sigma {s:g}": regularization_matrix(count, s) for s in sigmas})
+                for suffix in (".png", ".pdf"):
+                    save_figure(figure, out / f"bands{suffix}", result=staged)
+            if summaries:
+                write_json({"settings": settings, "videos": summaries, "files": files}, record, staged, "analysis")
+    typer.echo(f"wrote {', '.join(str(p) for p in outputs)}")
+
+
+def analysis_output_kind(path: Path) -> OutputKind:
+    """How vstar shows it wrote a file of ``vstar analyze`` (the JSON record, a figure, the generated video)."""
+    return {".json": "analysis", ".mp4": "video"}.get(path.suffix, "figure")  # type: ignore[return-value]
+
+
+def analyse(backbone: Any, real: Any, video: Path | None, count: int | None, config: Any, generate: str | None,
+            prompt: str, timestep: int, seed: int, model: str) -> tuple[dict[str, Any], dict[str, Any],
+                                                                        dict[str, Any], Any]:
+    """The attention of the real video (``count`` of its frames) and/or the generation: summaries and maps
+    per video name, the settings, and the generation's :class:`~vstar.pipeline.VSTAROutput` (None without
+    ``--generate``)."""
+    from vstar.analysis.real_video import prepare_video, record_video_attention
 
     summaries: dict[str, Any] = {}
     maps: dict[str, Any] = {}
     settings: dict[str, Any] = {"model": model, "seed": seed}
-    if real is not None or config is not None:
-        backbone = load_model(model, device)
+    generated = None
     if real is not None:
-        count = frames or min(len(real), defaults.num_frames)
+        defaults = backbone.defaults
         clip = prepare_video(real, count, defaults.height, defaults.width)
         recorder = record_video_attention(backbone, clip, prompt, timestep, seed)
         name = f"real: {video.name}"
@@ -172,24 +239,9 @@ def analyze(
     if config is not None:
         from vstar.pipeline import VSTARPipeline
 
-        result = VSTARPipeline(backbone)(generate, config=config, record_attention=True, progress=False)
+        generated = VSTARPipeline(backbone)(generate, config=config, record_attention=True, progress=False)
         name = f"generated: {generate}"
-        summaries[name] = {"source": generate, "settings": result.config.to_dict(),
-                           **attention_summary(result.attention)}
-        maps[name] = result.attention.by_level()
-        write_video(result.frames[0], out / "generated.mp4", fps=result.config.fps, overwrite=overwrite)
-    for name, summary in summaries.items():
-        scores = ", ".join(f"{level} {entry['band_score']:.2f}" for level, entry in summary["levels"].items())
-        typer.echo(f"{name}: band score (expected frame distance) per level: {scores}")
-    if summaries:
-        write_json({"vstar_version": vstar.__version__, "settings": settings, "videos": summaries},
-                   out / "attention.json", overwrite)
-        figure = attention_figure(maps, title=f"temporal attention per level ({model})")
-        for suffix in (".png", ".pdf"):
-            save_figure(figure, out / f"attention{suffix}", overwrite)
-    if sigmas:
-        count = frames or defaults.num_frames
-        figure = band_figure({f"sigma {s:g}": regularization_matrix(count, s) for s in sigmas})
-        for suffix in (".png", ".pdf"):
-            save_figure(figure, out / f"bands{suffix}", overwrite)
-    typer.echo(f"wrote {', '.join(str(p) for p in outputs)}")
+        summaries[name] = {"source": generate, "settings": generated.config.to_dict(),
+                           **attention_summary(generated.attention)}
+        maps[name] = generated.attention.by_level()
+    return summaries, maps, settings, generated

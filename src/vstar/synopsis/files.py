@@ -53,12 +53,17 @@ def read_synopsis_file(
 
 
 def _read(path: Path) -> Any:
+    if path.is_dir():
+        raise SynopsisInputError(f"synopsis file {path} is a folder; give a .json, .yaml or .txt file of states")
     if not path.is_file():
         raise SynopsisInputError(f"synopsis file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SynopsisInputError(f"cannot read synopsis file {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise SynopsisInputError(f"synopsis file {path} is not text (UTF-8); give a .json, .yaml or .txt file "
+                                 "of states") from None
+    except OSError as exc:
+        raise SynopsisInputError(f"cannot read synopsis file {path}: {exc.strerror or exc}") from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         return _yaml(text, path)
