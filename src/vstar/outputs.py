@@ -5,7 +5,7 @@ and all-or-nothing commits.
   second run writing the same output fails at once. A claim records the process id, its start time and the
   host; a claim whose process has ended (or whose id now belongs to a process started later) is taken over.
 - **Authorship.** ``--overwrite`` replaces only what vstar can show it wrote (:func:`check_writable`): a
-  folder of PNG frames with its marker file; a vstar JSON of the same kind (``vstar_version`` and ``kind``);
+  folder of PNG frames with its marker file; a converted model folder with vstar's ``model_index.json``; a vstar JSON of the same kind (``vstar_version`` and ``kind``);
   a figure whose metadata names vstar; a video or noise file that its record (the sidecar beside it, or the
   analysis JSON) names together with its sha256. Nothing else is ever replaced or deleted.
 - **Results.** The files of one result (a video, its sidecar and its noise file; an analysis's JSON and
@@ -32,13 +32,18 @@ from typing import Any, Literal
 
 import psutil
 
-OutputKind = Literal["video", "noise", "frames", "sidecar", "analysis", "evaluation", "figure"]
+OutputKind = Literal["video", "noise", "frames", "model", "sidecar", "analysis", "evaluation", "figure"]
+FOLDER_KINDS = ("frames", "model")  # written as folders
 # The kinds proven by a JSON record that names the file with its sha256 (the sidecar, the analysis JSON).
 RECORDED_KINDS = ("video", "noise")
 # The kinds that are vstar JSON files, by the ``kind`` they hold.
 JSON_KINDS = {"sidecar": "generation", "analysis": "analysis", "evaluation": "evaluation"}
 FRAMES_MARKER = ".vstar-frames"  # inside every PNG folder vstar writes
 FRAME_NAME = re.compile(r"^frame_\d{5}\.png$")
+# A converted model folder (`vstar convert-videocrafter2`): its model_index.json names this class, and it holds
+# nothing but these entries.
+MODEL_CLASS = "VideoCrafter2Backbone"
+MODEL_ENTRIES = frozenset({"unet", "vae", "text_encoder", "tokenizer", "scheduler", "model_index.json"})
 FIGURE_CREATOR = "vstar"  # the start of the creator/software entry in the metadata of vstar's figures
 # ".NAME." + "PID-START." + 8 random hex + ".vstar-tmp" + suffix: the hidden names beside an output
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<start>\d+)\.[0-9a-f]{8}\.vstar-(?:tmp|old|lock)")
@@ -249,6 +254,12 @@ def authorship_problem(path: Path, kind: OutputKind, record: Path | None = None)
         if marked and all(e.name == FRAMES_MARKER or FRAME_NAME.match(e.name) for e in path.iterdir()):
             return None
         return f"holds files vstar did not write (no {FRAMES_MARKER} marker, or more than frame_*.png)"
+    if kind == "model":
+        index = read_json_object(path / "model_index.json")
+        if index is not None and index.get("_class_name") == MODEL_CLASS and \
+                {e.name for e in path.iterdir()} <= MODEL_ENTRIES:
+            return None
+        return f"holds files vstar did not write (no vstar model_index.json, or more than {', '.join(sorted(MODEL_ENTRIES))})"
     if kind in JSON_KINDS:
         data = read_json_object(path)
         found = json_kind(data) if data is not None else None
@@ -292,13 +303,13 @@ def check_writable(path: Path, overwrite: bool, kind: OutputKind = "video", reco
                          "a shorter name")
     if path.is_symlink():
         raise ValueError(f"{path} is a symbolic link; vstar does not write through links: give the real path")
-    if not path.exists():
-        return
-    if kind == "frames" and not path.is_dir():
-        raise FileExistsError(f"{path} is a file, not a folder of PNG frames; choose another --out")
-    if kind != "frames" and path.is_dir():
+    if not path.exists() or (kind in FOLDER_KINDS and path.is_dir() and not any(path.iterdir())):
+        return  # nothing there, or an empty folder: nothing of anyone's is replaced
+    if kind in FOLDER_KINDS and not path.is_dir():
+        raise FileExistsError(f"{path} is a file, not a folder; choose another output folder")
+    if kind not in FOLDER_KINDS and path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name (e.g. {path.name}.mp4) or another --out")
-    if kind != "frames" and not path.is_file():
+    if kind not in FOLDER_KINDS and not path.is_file():
         raise ValueError(f"{path} is not a regular file (a pipe, socket or device); vstar writes files: choose "
                          "another --out")
     if not overwrite:
@@ -339,7 +350,7 @@ class StagedResult:
     """The files of one result, written under temporary names and renamed into place together.
 
     :meth:`stage` checks that a path may be written and returns the temporary path to write it to (a folder
-    with the frames marker for ``kind="frames"``, an empty file otherwise); :meth:`commit` checks again and
+    for ``kind="frames"``, with the frames marker, and ``"model"``; an empty file otherwise); :meth:`commit` checks again and
     renames every staged file into place, restoring the previous files if a rename fails; :meth:`discard`
     removes the temporary files. Use :func:`staged_result`.
     """
@@ -354,10 +365,11 @@ class StagedResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.created_folders += missing
         tmp = temp_name(path)
-        if kind == "frames":
+        if kind in FOLDER_KINDS:
             tmp.mkdir()
+        if kind == "frames":
             (tmp / FRAMES_MARKER).write_text("frames written by vstar; --overwrite may replace this folder\n")
-        else:
+        elif kind != "model":
             tmp.touch(exist_ok=False)
         self.staged.append(_Staged(path, tmp, kind, record))
         return tmp

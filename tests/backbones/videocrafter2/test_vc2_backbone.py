@@ -189,6 +189,11 @@ def test_tiny_original_checkpoint_converts_saves_and_loads(tmp_path, tiny_config
                                      text_config=text_config)
     assert sorted(p.name for p in (tmp_path / "converted").iterdir()) == [
         "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"]
+    configs = {"unet_config": unet_config, "vae_config": vae_config, "text_config": text_config}
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        convert_videocrafter2_checkpoint(ckpt, tmp_path / "converted", **configs)
+    convert_videocrafter2_checkpoint(ckpt, tmp_path / "converted", overwrite=True, **configs)  # its own: replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["converted", "model.safetensors"]  # no leftovers
 
     backbone = load_videocrafter2(model_path=tmp_path / "converted")
     with torch.no_grad():
@@ -243,3 +248,7 @@ def test_cli_convert_refuses_missing_checkpoint_and_non_empty_output(tmp_path):
     (tmp_path / "m.ckpt").write_bytes(b"")
     result = runner.invoke(cli_app(), ["convert-videocrafter2", str(tmp_path / "m.ckpt"), str(tmp_path / "full")])
     assert result.exit_code == 2 and "--overwrite" in result.output
+    result = runner.invoke(cli_app(), ["convert-videocrafter2", str(tmp_path / "m.ckpt"), str(tmp_path / "full"),
+                                       "--overwrite"])  # a folder of the user's: never replaced
+    assert result.exit_code == 2 and "holds files vstar did not write" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and (tmp_path / "full" / "x").exists()

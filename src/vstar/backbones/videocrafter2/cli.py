@@ -14,34 +14,30 @@ def convert_command(
     ckpt: Annotated[Path, typer.Argument(help="the original VideoCrafter2 model.ckpt (or .safetensors)")],
     out_dir: Annotated[Path, typer.Argument(help="folder to write unet/ vae/ text_encoder/ tokenizer/ scheduler/")],
     dtype: Annotated[str, typer.Option(help=f"dtype of the written weights: {', '.join(DTYPES)}")] = "float32",
-    overwrite: Annotated[bool, typer.Option(help="write into OUT_DIR even if it is not empty")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an earlier conversion in OUT_DIR (nothing else)")] = False,
 ) -> None:
     """Convert the original VideoCrafter2 checkpoint strictly (every key mapped, shapes checked)."""
     import torch
 
-    from .convert import ConversionError, convert_videocrafter2_checkpoint
+    from vstar.outputs import check_writable, claim_outputs
+
+    from .convert import convert_videocrafter2_checkpoint
 
     if dtype not in DTYPES:
-        raise typer.BadParameter(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not ckpt.is_file():
-        raise typer.BadParameter(f"no checkpoint file at {ckpt}", param_hint="CKPT")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise typer.BadParameter(f"{out_dir} is a file; give a folder", param_hint="OUT_DIR")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise typer.BadParameter(f"{out_dir} is not empty; pass --overwrite to write into it", param_hint="OUT_DIR")
-    try:
-        components = convert_videocrafter2_checkpoint(ckpt, out_dir, torch_dtype=getattr(torch, dtype))
-    except ConversionError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    except OSError as err:
-        typer.secho(f"error: cannot write {out_dir}: {err.strerror or err}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1) from None
+        raise FileNotFoundError(f"no checkpoint file at {ckpt}; give the original model.ckpt (or .safetensors)")
+    check_writable(out_dir, overwrite, "model")
+    with claim_outputs(out_dir):  # a ConversionError (a ValueError) names the first unmapped key: exit 2
+        components = convert_videocrafter2_checkpoint(ckpt, out_dir, torch_dtype=getattr(torch, dtype),
+                                                      overwrite=overwrite)
     sizes = {name: sum(p.numel() for p in getattr(components, name).parameters())
              for name in ("unet", "vae", "text_encoder")}
     typer.echo(f"wrote {out_dir} (" + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in sizes.items()) + " parameters)")
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``convert-videocrafter2`` to the ``vstar`` command."""
-    app.command("convert-videocrafter2")(convert_command)
+    """Add ``convert-videocrafter2`` to the ``vstar`` command (errors as one line, like every vstar command)."""
+    from vstar.cli import friendly_errors
+
+    app.command("convert-videocrafter2")(friendly_errors(convert_command))

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +13,8 @@ from accelerate import init_empty_weights
 from diffusers import AutoencoderKL
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from vstar.outputs import MODEL_CLASS, atomic_path
 
 from .config import (
     ORIGINAL_UNET_PARAMS,
@@ -51,28 +50,17 @@ class VideoCrafter2Components:
     tokenizer: CLIPTokenizer
     scheduler: VideoCrafter2DDIMScheduler
 
-    def save_pretrained(self, out_dir: str | Path) -> None:
+    def save_pretrained(self, out_dir: str | Path, overwrite: bool = False) -> None:
         """Write a diffusers-style folder: ``unet/ vae/ text_encoder/ tokenizer/ scheduler/ model_index.json``.
 
-        Everything is written into a hidden folder beside ``out_dir`` first and then moved in, so a failed or
-        interrupted write leaves ``out_dir`` as it was (its other entries are kept).
+        Everything is written into a hidden folder beside ``out_dir`` and renamed into place when complete, so
+        a failed or interrupted write leaves ``out_dir`` as it was. An existing ``out_dir`` must be empty, or
+        (with ``overwrite``) a folder this method wrote (:mod:`vstar.outputs`).
         """
-        out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with atomic_path(Path(out_dir), overwrite, "model") as tmp:
             for name in MODEL_INDEX:
                 getattr(self, name).save_pretrained(tmp / name)
-            (tmp / "model_index.json").write_text(json.dumps(
-                {"_class_name": "VideoCrafter2Backbone", **MODEL_INDEX}, indent=2) + "\n")
-            out.mkdir(exist_ok=True)
-            for entry in tmp.iterdir():
-                target = out / entry.name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                os.replace(entry, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "model_index.json").write_text(json.dumps({"_class_name": MODEL_CLASS, **MODEL_INDEX}, indent=2) + "\n")
 
 
 def empty_models(unet_config: Mapping[str, Any] | None = None, vae_config: Mapping[str, Any] | None = None,

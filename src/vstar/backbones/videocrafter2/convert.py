@@ -320,10 +320,12 @@ def convert_videocrafter2_checkpoint(
     unet_config: Mapping[str, Any] | None = None,
     vae_config: Mapping[str, Any] | None = None,
     text_config: CLIPTextConfig | None = None,
+    overwrite: bool = False,
 ) -> VideoCrafter2Components:
     """Convert the original VideoCrafter2 checkpoint (file or state dict) into components, strictly.
 
-    With ``out_dir``, also write them as a diffusers-style folder that :func:`load_videocrafter2` reads.
+    With ``out_dir``, also write them as a diffusers-style folder that :func:`load_videocrafter2` reads
+    (``overwrite``: replacing an earlier conversion there).
     The configs default to the full t2v 512 v2.0 model. Raises ConversionError naming the first unmapped key,
     unfilled parameter or shape mismatch.
     """
@@ -342,5 +344,5 @@ def convert_videocrafter2_checkpoint(
         scheduler=scheduler,
     )
     if out_dir is not None:
-        components.save_pretrained(out_dir)
+        components.save_pretrained(out_dir, overwrite)
     return components
