@@ -108,7 +108,7 @@ def test_bad_sidecar_file(tmp_path):
 def test_unwritable_output_path(tmp_path):
     (tmp_path / "file").write_text("x")
     result = vstar("generate", "a cat", *FAST, "--out", tmp_path / "file" / "clip.mp4")
-    assert result.exit_code == 2 and "not a writable folder" in result.output
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
 
 
 def test_models_lists_every_backbone_and_availability():

@@ -116,6 +116,7 @@ GENERATE_CASES = [
     (["--from", "noisy.json", "--frames", "12"], "the recorded optimized noise has shape (1, 4, 8, 8, 8), this "
                                                  "generation needs (1, 4, 12, 8, 8)"),
     (["--from", "noisy.json", "--height", "64"], "needs (1, 4, 8, 16, 8)"),
+    (["--seed", str(2**64)], "seed must be <= 18446744073709551615"),
     (["--tar-reference-metric", "bogus"], "--tar-reference-metric must be one of ssim, mae, histogram, dreamsim"),
     (["--tar-reference-metric", "mae"], "--tar-reference-metric says how --tar-reference VIDEO is compared"),
     (["--tar-reference", "one.gif"], "has 1 frame; give a video of at least 2 frames"),
@@ -155,6 +156,10 @@ ANALYZE_CASES = [
     (["one.gif"], "the video has 1 frame(s); temporal attention needs at least 2: give a longer video"),
     *[(["short.gif", "--timestep", t], f"--timestep must be in 0..999 (the training timesteps of toy-shapes), got {t}")
       for t in ("5000", "1000", "-1")],
+    (["short.gif", "--seed", "-5"], "--seed must be a whole number from 0 to 18446744073709551615, got -5"),
+    (["--generate", "a red circle", "--tar-reference-metric", "bogus", "--tar-reference", "ref.gif"],
+     "--tar-reference-metric must be one of"),
+    (["short.gif", "--tar-reference-metric", "mae"], "act on a generation; add --generate PROMPT"),
     (["--generate", ""], "--generate needs a prompt"),
     (["--generate", "  "], "--generate needs a prompt"),
     (["--plot-band", "1,2", "--frames", "60000"], "--plot-band with --frames 60000: the bands are unreadable past 256"),
@@ -294,3 +299,14 @@ def test_the_pipeline_refuses_bad_arguments_before_denoising(toy_pipeline, monke
     call = {"prompt": "a red circle", "num_inference_steps": 2, "progress": False, **kwargs}
     with pytest.raises(ValueError, match=message):
         toy_pipeline(call.pop("prompt"), **call)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("dreamsim") is not None, reason="dreamsim is installed")
+@pytest.mark.parametrize("args", [["evaluate", "ref.gif", "--metric", "dreamsim"],
+                                  ["generate", "a red circle", *TOY, "--tar-reference", "ref.gif",
+                                   "--tar-reference-metric", "dreamsim"]])
+def test_a_missing_optional_dreamsim_is_named_before_any_work(workdir, args):
+    before = snapshot(workdir)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "pip install 'vstar-video[dreamsim]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and snapshot(workdir) == before

@@ -87,7 +87,7 @@ def test_unwritable_folder(tmp_path, frames):
 
 def test_unwritable_parent_is_a_file(tmp_path, frames):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(PermissionError, match="not a writable folder"):
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
         write_video(frames, tmp_path / "file" / "clip.mp4")
 
 
@@ -157,7 +157,7 @@ def test_overwrite_replaces_only_a_vstar_sidecar(tmp_path):
     ("symlink", "symbolic link"),
     ("long", "shorter name"),
     ("folder-for-file", "is a folder"),
-    ("file-for-folder", "not a folder of PNG frames"),
+    ("file-for-folder", "is a file, not a folder"),
 ])
 def test_unusable_output_paths_fail_before_writing(tmp_path, frames, case, message):
     if case == "symlink":

@@ -245,6 +245,18 @@ def test_leftovers_of_ended_runs_are_removed_and_live_ones_kept(tmp_path):
     assert live.exists() and other.exists()
 
 
+def test_a_previous_output_set_aside_by_a_killed_commit_is_put_back(tmp_path):
+    out = tmp_path / "frames"
+    set_aside = tmp_path / f".frames.{ended_pid()}-1700000000.0123abcd.vstar-old"
+    set_aside.mkdir()
+    (set_aside / "frame_00000.png").write_bytes(b"the previous result")
+    assert remove_leftovers(out) == [set_aside]
+    assert (out / "frame_00000.png").read_bytes() == b"the previous result" and not set_aside.exists()
+    again = tmp_path / f".frames.{ended_pid()}-1700000000.4567abcd.vstar-old"
+    again.mkdir()  # the new output is in place: the set-aside one goes
+    assert remove_leftovers(out) == [again] and not again.exists() and out.exists()
+
+
 KILLED_WRITER = """
 import sys, time
 import numpy as np

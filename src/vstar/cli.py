@@ -45,7 +45,7 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ValueError, TypeError, FileExistsError, FileNotFoundError, IsADirectoryError,
+        except (ValueError, TypeError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
                 PermissionError) as err:
             raise fail(str(err)) from None
         except (RuntimeError, SynopsisError) as err:  # models that cannot be loaded, LLM servers, devices
@@ -225,11 +225,14 @@ def attention_changes(replace_attention: str | None, tar_reference: Path | None,
     ``--tar-reference-metric``, default ssim) as config changes; the reference video is read and its
     similarity taken here, before any model is loaded."""
     from vstar.analysis.reference import REFERENCE_METRICS, reference_from_video
+    from vstar.analysis.similarity import check_dreamsim_installed
 
     if metric is not None and metric not in REFERENCE_METRICS:
         raise ValueError(f"--tar-reference-metric must be one of {', '.join(REFERENCE_METRICS)}, got {metric!r}")
     if metric is not None and tar_reference is None:
         raise ValueError("--tar-reference-metric says how --tar-reference VIDEO is compared; give the video or drop it")
+    if metric == "dreamsim":
+        check_dreamsim_installed()
     metric = metric or "ssim"
     changes: dict[str, Any] = {}
     if replace_attention is not None:

@@ -25,13 +25,18 @@ DEFAULT_TAR = "64D1"
 TAR_FIELDS = ("tar", "tar_max_mode", "tar_strength", "tar_step_fraction")  # how a TARConfig is stored
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds
+
+
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
 
 
 def _check_float(name: str, value: Any, minimum: float) -> None:
@@ -96,7 +101,7 @@ class GenerationConfig:
         _check_float("eta", self.eta, 0.0)
         if self.tar is not None and not isinstance(self.tar, TARConfig):
             raise ValueError(f"tar must be a TARConfig or None, got {self.tar!r}; build one with TARConfig.parse")
-        _check_int("seed", self.seed, 0)
+        _check_int("seed", self.seed, 0, MAX_SEED)
         self.check_attention_changes()
 
     def check_attention_changes(self) -> None:

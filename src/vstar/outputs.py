@@ -46,7 +46,7 @@ MODEL_CLASS = "VideoCrafter2Backbone"
 MODEL_ENTRIES = frozenset({"unet", "vae", "text_encoder", "tokenizer", "scheduler", "model_index.json"})
 FIGURE_CREATOR = "vstar"  # the start of the creator/software entry in the metadata of vstar's figures
 # ".NAME." + "PID-START." + 8 random hex + ".vstar-tmp" + suffix: the hidden names beside an output
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<start>\d+)\.[0-9a-f]{8}\.vstar-(?:tmp|old|lock)")
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<start>\d+)\.[0-9a-f]{8}\.vstar-(?P<role>tmp|old|lock)")
 TEMP_OVERHEAD = 48  # bytes a temporary name adds to an output's name (at most)
 
 
@@ -83,18 +83,23 @@ def temp_name(path: Path, role: Literal["tmp", "old", "lock"] = "tmp") -> Path:
 
 
 def remove_leftovers(path: Path) -> list[Path]:
-    """Remove the temporary files and folders that runs which have ended left beside ``path``; return them."""
-    removed = []
+    """Clean up what runs that have ended left beside ``path``: their temporary files and folders are removed,
+    and a previous output that a run killed mid-commit had set aside is put back when ``path`` is missing.
+    Returns the temporary paths handled."""
+    handled = []
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        return removed
+        return handled
     for entry in folder.iterdir():
         match = TEMP_NAME.match(entry.name)
         if not match or match["name"] != path.name or run_alive(int(match["pid"]), int(match["start"])):
             continue
-        _remove(entry)
-        removed.append(entry)
-    return removed
+        if match["role"] == "old" and not path.exists() and not path.is_symlink():
+            os.replace(entry, path)
+        else:
+            _remove(entry)
+        handled.append(entry)
+    return handled
 
 
 def _remove(path: Path) -> None:
@@ -294,7 +299,9 @@ def check_writable(path: Path, overwrite: bool, kind: OutputKind = "video", reco
     folder cannot be written."""
     parent = path.parent if str(path.parent) else Path(".")
     existing = next(p for p in (parent, *parent.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write to {parent}: {existing} is not a writable folder")
     limit = name_limit(existing)
     if len(path.name.encode()) + TEMP_OVERHEAD > limit:
@@ -308,7 +315,8 @@ def check_writable(path: Path, overwrite: bool, kind: OutputKind = "video", reco
     if kind in FOLDER_KINDS and not path.is_dir():
         raise FileExistsError(f"{path} is a file, not a folder; choose another output folder")
     if kind not in FOLDER_KINDS and path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give a file name (e.g. {path.name}.mp4) or another --out")
+        example = f" (e.g. {path.name}.mp4)" if kind == "video" else ""
+        raise IsADirectoryError(f"{path} is a folder; give a file name{example} or another path")
     if kind not in FOLDER_KINDS and not path.is_file():
         raise ValueError(f"{path} is not a regular file (a pipe, socket or device); vstar writes files: choose "
                          "another --out")

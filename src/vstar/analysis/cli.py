@@ -147,6 +147,7 @@ def analyze(
     from vstar.analysis.real_video import check_train_timestep, pick_frames
     from vstar.backbones import DEFAULT_MODEL, get_spec
     from vstar.cli import attention_changes, generation_config
+    from vstar.config import MAX_SEED
     from vstar.io import read_video, write_video
     from vstar.outputs import check_writable, claim_outputs, file_sha256, staged_result
     from vstar.tar import regularization_matrix
@@ -158,6 +159,8 @@ def analyze(
     defaults = get_spec(model).defaults
     if frames is not None and frames < 2:
         raise ValueError(f"--frames must be >= 2, got {frames}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
     check_train_timestep(timestep, defaults.num_train_timesteps, model)
     if sigmas:
         check_band_frames(frames or defaults.num_frames)

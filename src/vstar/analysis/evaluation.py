@@ -15,7 +15,13 @@ from vstar.analysis.metrics import (
     flow_magnitude,
     optical_flow,
 )
-from vstar.analysis.similarity import METRICS, WEIGHT_FREE_METRICS, similarity_by_interval, similarity_matrix
+from vstar.analysis.similarity import (
+    METRICS,
+    WEIGHT_FREE_METRICS,
+    check_dreamsim_installed,
+    similarity_by_interval,
+    similarity_matrix,
+)
 
 
 def check_metrics(metrics: Sequence[str], has_model: bool) -> list[str]:
@@ -25,6 +31,8 @@ def check_metrics(metrics: Sequence[str], has_model: bool) -> list[str]:
         raise ValueError(f"unknown similarity metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
     if "latent" in metrics and not has_model:
         raise ValueError("the latent similarity encodes frames with a model's VAE; give --model or drop latent")
+    if "dreamsim" in metrics:
+        check_dreamsim_installed()
     return list(dict.fromkeys(metrics))
 
 

@@ -12,6 +12,7 @@ diagonal (1 = identical frames):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -82,13 +83,24 @@ DREAMSIM_HELP = ("the dreamsim similarity needs the optional dreamsim package an
                  "the folder. The weight-free metrics (ssim, mae, histogram) need nothing")
 
 
+def dreamsim_cache() -> str:
+    """Where DreamSim's weights are looked up (``VSTAR_DREAMSIM_CACHE``, default ``~/.cache/dreamsim``)."""
+    return os.environ.get("VSTAR_DREAMSIM_CACHE", os.path.expanduser("~/.cache/dreamsim"))
+
+
+def check_dreamsim_installed() -> None:
+    """Raise a RuntimeError saying how to get DreamSim when the optional package is missing (checked before
+    any work, without importing it)."""
+    if importlib.util.find_spec("dreamsim") is None:
+        raise RuntimeError(DREAMSIM_HELP.format(cache=dreamsim_cache()))
+
+
 def dreamsim_matrix(video: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
     """1 - DreamSim distance of every pair of frames (DreamSim's default ensemble model)."""
-    cache = os.environ.get("VSTAR_DREAMSIM_CACHE", os.path.expanduser("~/.cache/dreamsim"))
-    try:
-        from dreamsim import dreamsim
-    except ImportError:
-        raise RuntimeError(DREAMSIM_HELP.format(cache=cache)) from None
+    cache = dreamsim_cache()
+    check_dreamsim_installed()
+    from dreamsim import dreamsim
+
     try:
         model, preprocess = dreamsim(pretrained=True, device=str(device), cache_dir=cache)
     except Exception as exc:  # no network and no weights, a broken download, ...
