@@ -30,7 +30,9 @@ WIDTH = 16  # transformer width
 PIXELS_PER_LATENT = 4  # spatial factor of the decoder
 COMPRESSION = 2  # output frames per latent frame (after the first)
 DEFAULTS = BackboneDefaults(height=32, width=32, num_frames=9, num_inference_steps=3, guidance_scale=5.0, fps=8,
-                            size_multiple=PIXELS_PER_LATENT, temporal_compression=COMPRESSION)
+                            size_multiple=PIXELS_PER_LATENT, temporal_compression=COMPRESSION,
+                            temporal_attention_levels=(0,), latent_channels=CHANNELS,
+                            vae_scale_factor=PIXELS_PER_LATENT)
 
 
 class Block(nn.Module):

@@ -74,8 +74,8 @@ class BackboneDefaults:
 
     def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """``(B, C, latent frames, h, w)`` of the initial noise for ``batch`` videos, known before loading."""
-        scale = self.vae_scale_factor
-        return (batch, self.latent_channels, self.latent_frames(num_frames), height // scale, width // scale)
+        return noise_shape(batch, self.latent_channels, self.latent_frames(num_frames), height, width,
+                           self.vae_scale_factor)
 
     def check_num_frames(self, num_frames: int, name: str) -> None:
         """Raise a ValueError naming the fix when the family cannot generate ``num_frames`` frames."""
@@ -95,6 +95,12 @@ class BackboneDefaults:
     def check_size(self, height: int, width: int) -> None:
         """Raise a ValueError with the nearest valid value when a side is not a positive ``size_multiple``."""
         check_size_multiple(height, width, self.size_multiple)
+
+
+def noise_shape(batch: int, channels: int, latent_frames: int, height: int, width: int, scale: int) -> tuple[int, ...]:
+    """``(B, C, L, h, w)``: the latents of ``batch`` videos of ``height x width`` pixels, ``scale`` pixels per
+    latent pixel."""
+    return (batch, channels, latent_frames, height // scale, width // scale)
 
 
 def check_size_multiple(height: int, width: int, factor: int) -> None:
@@ -160,9 +166,9 @@ class Backbone(nn.Module):
         return self.defaults.output_frame(latent_frame)
 
     def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
-        """``(B, C, latent frames, h, w)`` of the initial noise for ``batch`` videos."""
-        scale = self.vae_scale_factor
-        return (batch, self.latent_channels, self.latent_frames(num_frames), height // scale, width // scale)
+        """``(B, C, latent frames, h, w)`` of the initial noise for ``batch`` videos (from the loaded model)."""
+        return noise_shape(batch, self.latent_channels, self.latent_frames(num_frames), height, width,
+                           self.vae_scale_factor)
 
     def check_num_frames(self, num_frames: int) -> None:
         """Raise a clear ValueError when the family cannot generate ``num_frames`` frames."""
