@@ -142,6 +142,7 @@ def generation_config(flags: dict[str, Any], tar_flags: dict[str, Any], recorded
 
     defaults = get_spec(model).defaults
     base = config_from_sidecar(recorded, defaults) if recorded else GenerationConfig()
+    base = base.replace(tar=base.resolved(defaults).tar)  # the model's own preset in place of "default"
     changes = {k: v for k, v in flags.items() if v is not None} | (attention or {})
     if tar_flags["off"] and tar_flags["preset"] is not None:
         raise ValueError("--tar and --no-tar contradict each other; give one of them")

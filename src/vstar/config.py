@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Collection
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from vstar.analysis.reference import TARReference
 from vstar.analysis.replacement import parse_replacement
@@ -23,6 +23,7 @@ from vstar.temporal_attention import INIT_LEVEL
 
 DEFAULT_TAR = "64D1"
 TAR_FIELDS = ("tar", "tar_max_mode", "tar_strength", "tar_step_fraction")  # how a TARConfig is stored
+MODEL_TAR = "default"  # GenerationConfig.tar before resolution: the model's own preset (BackboneDefaults.tar)
 
 
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 64-bit seeds
@@ -62,7 +63,8 @@ class GenerationConfig:
         cond_fps: frame-rate conditioning of models that take it (VideoCrafter2: 28); None for the others.
         fps: playback rate of the written video.
         eta: DDIM eta (stochasticity of the sampler; 0 = deterministic DDIM).
-        tar: where, how strongly and when TAR acts; None switches it off.
+        tar: where, how strongly and when TAR acts; None switches it off; ``"default"`` (until
+            :meth:`resolved`) the model's preset (``BackboneDefaults.tar``: ``64D1`` for the UNets).
         seed: seeds the initial noise and stochastic steps (same seed, same frames).
         replace_attention: fixed temporal attention maps at some levels (paper figure 5), e.g.
             ``"identity:64,32"`` or ``"uniform:16"`` (:func:`vstar.analysis.replace_temporal_attention`).
@@ -80,7 +82,7 @@ class GenerationConfig:
     cond_fps: int | None = None
     fps: int | None = None
     eta: float | None = None
-    tar: TARConfig | None = field(default_factory=lambda: TARConfig.parse(DEFAULT_TAR))
+    tar: TARConfig | None | Literal["default"] = MODEL_TAR
     seed: int | None = None
     replace_attention: str | None = None
     tar_reference: TARReference | None = None
@@ -99,8 +101,9 @@ class GenerationConfig:
         _check_int("cond_fps", self.cond_fps, 1)
         _check_int("fps", self.fps, 1)
         _check_float("eta", self.eta, 0.0)
-        if self.tar is not None and not isinstance(self.tar, TARConfig):
-            raise ValueError(f"tar must be a TARConfig or None, got {self.tar!r}; build one with TARConfig.parse")
+        if self.tar is not None and self.tar != MODEL_TAR and not isinstance(self.tar, TARConfig):
+            raise ValueError(f"tar must be a TARConfig, None or 'default', got {self.tar!r}; build one with "
+                             "TARConfig.parse")
         _check_int("seed", self.seed, 0, MAX_SEED)
         self.check_attention_changes()
 
@@ -111,7 +114,7 @@ class GenerationConfig:
             if not isinstance(self.replace_attention, str):
                 raise ValueError(f"replace_attention must be text like 'identity:64,32', got {self.replace_attention!r}")
             _, levels = parse_replacement(self.replace_attention)
-            both = sorted(set(levels) & set(self.tar.sigmas if self.tar is not None else ()))
+            both = sorted(set(levels) & set(self.tar.sigmas if isinstance(self.tar, TARConfig) else ()))
             if both:
                 raise ValueError(f"--replace-attention {self.replace_attention} and TAR ({self.tar.to_preset()}) both "
                                  f"set the attention of level(s) {both}; choose other levels or pass --no-tar")
@@ -132,13 +135,17 @@ class GenerationConfig:
         return dataclasses.replace(self, **changes)
 
     def resolved(self, defaults: BackboneDefaults) -> GenerationConfig:
-        """Every ``None`` filled from a model's ``defaults``; ``cond_fps`` stays None for models without it."""
+        """Every ``None`` filled from a model's ``defaults``, and ``tar="default"`` by the model's preset;
+        ``cond_fps`` stays None for models without it."""
         fill = {
             "num_frames": defaults.num_frames, "height": defaults.height, "width": defaults.width,
             "num_inference_steps": defaults.num_inference_steps, "guidance_scale": defaults.guidance_scale,
             "cond_fps": defaults.cond_fps, "fps": defaults.fps, "eta": defaults.eta,
         }
-        return self.replace(**{k: v for k, v in fill.items() if getattr(self, k) is None})
+        changes = {k: v for k, v in fill.items() if getattr(self, k) is None}
+        if self.tar == MODEL_TAR:
+            changes["tar"] = TARConfig.parse(defaults.tar) if defaults.tar is not None else None
+        return self.replace(**changes)
 
     def check_for(self, defaults: BackboneDefaults, name: str) -> None:
         """Raise a ValueError naming the setting and the fix when the model cannot run this (resolved) config."""
@@ -172,6 +179,11 @@ class GenerationConfig:
             mode, levels = parse_replacement(self.replace_attention)
             asked.append(("--replace-attention", self.replace_attention, set(levels), f"{mode}:{{}}"))
         levels = sorted(available)
+        if asked and not levels:
+            flag, value = asked[0][:2]
+            raise ValueError(f"{flag} {value}: {name} has no temporal attention layers that vstar's TAR and "
+                             f"attention tools act on yet; drop {flag}" + (" (TAR is off by default for it)"
+                                                                          if flag == "--tar" else ""))
         example = level_name(next((level for level in levels if level != INIT_LEVEL), INIT_LEVEL))
         for flag, value, wanted, template in asked:
             if not wanted <= set(levels):
@@ -200,19 +212,21 @@ class GenerationConfig:
         return cls(**values, tar=tar_from_dict(data))
 
 
-def tar_to_dict(tar: TARConfig | None) -> dict[str, Any]:
-    """A TAR config as ``tar`` (preset or None), ``tar_max_mode``, ``tar_strength``, ``tar_step_fraction``."""
-    if tar is None:
-        return dict.fromkeys(TAR_FIELDS)
+def tar_to_dict(tar: TARConfig | None | Literal["default"]) -> dict[str, Any]:
+    """A TAR config as ``tar`` (preset, None or ``"default"``), ``tar_max_mode``, ``tar_strength``,
+    ``tar_step_fraction``."""
+    if tar is None or tar == MODEL_TAR:
+        return dict.fromkeys(TAR_FIELDS) | {"tar": tar}
     return {"tar": tar.to_preset(), "tar_max_mode": tar.max_mode, "tar_strength": tar.strength,
             "tar_step_fraction": tar.step_fraction}
 
 
-def tar_from_dict(data: dict[str, Any]) -> TARConfig | None:
-    """The inverse of :func:`tar_to_dict`; a missing ``tar`` key means the default preset."""
+def tar_from_dict(data: dict[str, Any]) -> TARConfig | None | Literal["default"]:
+    """The inverse of :func:`tar_to_dict`; a missing ``tar`` key means the paper's default preset (what
+    sidecars of vstar 0.1.0, all of UNet models, meant by it)."""
     preset = data.get("tar", DEFAULT_TAR)
-    if preset is None:
-        return None
+    if preset is None or preset == MODEL_TAR:
+        return preset
     if not isinstance(preset, str):
         raise ValueError(f"tar must be a preset such as {DEFAULT_TAR!r} or null, got {preset!r}")
     options = {"max_mode": data.get("tar_max_mode"), "strength": data.get("tar_strength"),

@@ -6,8 +6,8 @@ function (:func:`classifier_free_guidance`). Adapters hide each scheduler family
 
 - :class:`DiffusersScheduler`: DDIM-style diffusers schedulers (``init_noise_sigma``, ``scale_model_input``,
   ``step(..., eta=, generator=)``), including VideoCrafter2's rescaled DDIM;
-- :class:`FlowMatchScheduler`: ``FlowMatchEulerDiscreteScheduler`` (velocity prediction; no input scaling,
-  the noise is the initial sample).
+- :class:`FlowMatchScheduler`: flow matching (``FlowMatchEulerDiscreteScheduler``, ``UniPCMultistepScheduler``
+  with flow sigmas; velocity prediction, no input scaling, the noise is the initial sample).
 """
 
 from __future__ import annotations
@@ -75,13 +75,21 @@ class DiffusersScheduler:
 
 
 class FlowMatchScheduler:
-    """``FlowMatchEulerDiscreteScheduler``: the model predicts a velocity; x_T is the noise itself."""
+    """A flow-matching scheduler: the model predicts a velocity and x_T is the noise itself.
+
+    ``FlowMatchEulerDiscreteScheduler`` and the multistep ones in flow mode (``UniPCMultistepScheduler`` with
+    ``use_flow_sigmas``, what Wan ships); the step index starts at 0 (``set_begin_index``) and the generator
+    reaches ``step`` where it takes one.
+    """
 
     def __init__(self, scheduler: Any):
         self.scheduler = scheduler
+        self._takes_generator = "generator" in inspect.signature(scheduler.step).parameters
 
     def timesteps(self, num_inference_steps: int, device: torch.device) -> torch.Tensor:
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(0)
         return self.scheduler.timesteps
 
     def initial_latents(self, noise: torch.Tensor) -> torch.Tensor:
@@ -92,7 +100,8 @@ class FlowMatchScheduler:
 
     def step(self, output: torch.Tensor, timestep: torch.Tensor, latents: torch.Tensor,
              generator: Generator) -> torch.Tensor:
-        return self.scheduler.step(output, timestep, latents, generator=generator).prev_sample
+        kwargs = {"generator": generator} if self._takes_generator else {}
+        return self.scheduler.step(output, timestep, latents, **kwargs).prev_sample
 
 
 def classifier_free_guidance(model: ModelFunction, guidance_scale: float) -> ModelFunction:

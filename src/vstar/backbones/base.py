@@ -43,6 +43,8 @@ class BackboneDefaults:
     (0 = highest resolution, the paper's "64"; -1 = the block before the down path), None when unknown
     before loading; ``latent_channels`` and ``vae_scale_factor`` (pixels per latent pixel), which with
     ``temporal_compression`` give the latent shape. The defaults are those of SD-style KL-f8 models.
+    ``tar``: the TAR preset a generation uses when none is asked for (the paper's ``64D1`` for the UNets;
+    None for a model whose attention TAR does not act on).
     """
 
     height: int
@@ -62,6 +64,7 @@ class BackboneDefaults:
     temporal_attention_levels: tuple[int, ...] | None = None
     latent_channels: int = 4
     vae_scale_factor: int = 8
+    tar: str | None = "64D1"
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for ``num_frames`` output frames (equal without temporal compression)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,18 @@ FULL_SIZE_ACTIVATION = 1150.0
 UNET3D_LEVELS = (-1, 0, 1, 2, 3)
 MOTION_LEVELS = (0, 1, 2, 3)
 TOY_LEVELS = (-1, 0, 1, 2)
+
+# Wan (diffusers' WanPipeline defaults and the model cards): frames 4n+1 (4x temporal compression), sides
+# multiples of the VAE factor times the 2x2 patch, no temporal attention (TAR is off by default), a RoPE table of
+# 1024 latent frames. Sizes: 480x832 (1.3B; the 14B models also 720x1280), TI2V-5B 704x1280.
+WAN_FRAMES_LIMIT = 4 * 1023 + 1
+WAN21 = BackboneDefaults(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=5.0, fps=16,
+                         max_frames=WAN_FRAMES_LIMIT, size_multiple=16, temporal_compression=4,
+                         temporal_attention_levels=(), latent_channels=16, vae_scale_factor=8, tar=None)
+WAN22_TI2V = replace(WAN21, height=704, width=1280, num_frames=121, fps=24, size_multiple=32, latent_channels=48,
+                     vae_scale_factor=16)
+TINY_WAN = replace(WAN21, height=64, width=64, num_frames=17, num_inference_steps=4, activation_bytes=TINY_ACTIVATION,
+                   parameters=2_000_000)
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
@@ -119,6 +131,40 @@ BACKBONES: dict[str, BackboneSpec] = {
                              fps=VIDEOCRAFTER2_PLAYBACK_FPS, cond_fps=28, eta=1.0, parameters=6_000_000,
                              activation_bytes=TINY_ACTIVATION, temporal_attention_levels=UNET3D_LEVELS),
             tiny=True, seeded=True,
+        ),
+        BackboneSpec(
+            "wan2.1-t2v-1.3b", "wan", "Wan 2.1 text-to-video 1.3B (diffusion transformer, UMT5 text, 4x8x8 VAE)",
+            "vstar.backbones.wan:load_wan", replace(WAN21, parameters=7_226_799_667),
+            model_ids=("Wan-AI/Wan2.1-T2V-1.3B-Diffusers",),
+        ),
+        BackboneSpec(
+            "wan2.1-t2v-14b", "wan", "Wan 2.1 text-to-video 14B (480x832 or 720x1280)",
+            "vstar.backbones.wan:load_wan", replace(WAN21, parameters=20_096_294_451),
+            model_ids=("Wan-AI/Wan2.1-T2V-14B-Diffusers",),
+        ),
+        BackboneSpec(
+            "wan2.2-ti2v-5b", "wan", "Wan 2.2 TI2V 5B, text to video (48-channel 4x16x16 VAE, per-token timesteps)",
+            "vstar.backbones.wan:load_wan", replace(WAN22_TI2V, parameters=11_385_386_716),
+            model_ids=("Wan-AI/Wan2.2-TI2V-5B-Diffusers",),
+        ),
+        BackboneSpec(
+            "wan2.2-t2v-a14b", "wan", "Wan 2.2 text-to-video A14B (two 14B experts: high and low noise)",
+            "vstar.backbones.wan:load_wan",
+            replace(WAN21, num_inference_steps=40, guidance_scale=4.0, parameters=34_384_786_035),
+            model_ids=("Wan-AI/Wan2.2-T2V-A14B-Diffusers",),
+        ),
+        BackboneSpec(
+            "tiny-wan", "wan", "tiny random-weight Wan 2.1-style model built in code (tests)",
+            "vstar.backbones.wan:tiny_wan", TINY_WAN, tiny=True, seeded=True,
+        ),
+        BackboneSpec(
+            "tiny-wan2.2-a14b", "wan", "tiny random-weight Wan 2.2 A14B-style model, two experts (tests)",
+            "vstar.backbones.wan:tiny_wan22_a14b", TINY_WAN, tiny=True, seeded=True,
+        ),
+        BackboneSpec(
+            "tiny-wan2.2-ti2v", "wan", "tiny random-weight Wan 2.2 TI2V-style model, 48-channel VAE (tests)",
+            "vstar.backbones.wan:tiny_wan22_ti2v",
+            replace(TINY_WAN, size_multiple=32, latent_channels=48, vae_scale_factor=16), tiny=True, seeded=True,
         ),
     )
 }

@@ -1,0 +1,204 @@
+"""Wan backbones against diffusers' own WanPipeline (one state on every frame), per-frame text against an
+explicit reference (stock attention on per-frame contexts with a block-diagonal mask), the expert switch,
+and the registry's full-size entries against the published configs (meta device)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import WanPipeline, WanTransformer3DModel
+from typer.testing import CliRunner
+
+from vstar import VSTARPipeline
+from vstar.backbones import get_spec, load_backbone
+from vstar.backbones.wan import TEXT_LENGTH, cross_attentions, prompt_clean
+from vstar.conditioning import interpolate_embeddings
+
+TINY_WANS = ["tiny-wan", "tiny-wan2.2-a14b", "tiny-wan2.2-ti2v"]
+PROMPT = "a city street from day to night"
+TOLERANCE = 2e-5  # float32: batched guidance and per-frame regrouping change only the order of sums
+
+
+def run_both(name, **settings):
+    """The same generation by vstar (one state, TAR off) and by diffusers' WanPipeline on the same parts."""
+    backbone = load_backbone(name, device="cpu")
+    stock = WanPipeline(**backbone.diffusers_components())
+    stock.set_progress_bar_config(disable=True)
+    common = {"num_frames": 9, "height": 64, "width": 64, "num_inference_steps": 4, "guidance_scale": 5.0} | settings
+    ours = VSTARPipeline(backbone)(PROMPT, tar=None, negative_prompt="blurry", progress=False,
+                                   generator=torch.Generator().manual_seed(7), output_type="latent", **common)
+    theirs = stock(PROMPT, negative_prompt="blurry", generator=torch.Generator().manual_seed(7),
+                   output_type="latent", **common).frames
+    return backbone, stock, ours, theirs, common
+
+
+@pytest.mark.parametrize("name", TINY_WANS)
+def test_one_state_and_no_tar_equal_diffusers_wan_pipeline(name):
+    backbone, stock, ours, theirs, common = run_both(name)
+    assert ours.frames.shape == theirs.shape
+    scale = theirs.abs().max()
+    assert (ours.frames - theirs).abs().max() <= TOLERANCE * scale
+    video = backbone.decode_latents(ours.frames).permute(0, 1, 3, 4, 2).numpy()  # (B, F, H, W, 3)
+    decoded = stock(PROMPT, negative_prompt="blurry", generator=torch.Generator().manual_seed(7), output_type="np",
+                    **common).frames
+    assert video.shape == decoded.shape == (1, 9, 64, 64, 3)
+    np.testing.assert_allclose(video, decoded, rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_guidance_off_and_longer_videos_equal_too():
+    _, _, ours, theirs, _ = run_both("tiny-wan", guidance_scale=1.0, num_frames=17, num_inference_steps=3)
+    assert (ours.frames - theirs).abs().max() <= TOLERANCE * theirs.abs().max()
+
+
+class MaskedCrossAttention:
+    """The reference: the stock processor with every video token attending to all L*512 text tokens under a
+    block-diagonal mask that lets the tokens of latent frame f see only frame f's 512."""
+
+    def __init__(self, inner, frames):
+        self.inner, self.frames = inner, frames
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        tokens = hidden_states.shape[1]
+        query_frame = torch.arange(tokens) // (tokens // self.frames)
+        key_frame = torch.arange(self.frames * TEXT_LENGTH) // TEXT_LENGTH
+        mask = (query_frame[:, None] == key_frame[None, :])[None, None]  # (1, 1, N, L*512)
+        return self.inner(attn, hidden_states, encoder_hidden_states, mask, rotary_emb)
+
+
+@pytest.mark.parametrize("mode", ["linear", "step", "slerp"])
+@torch.no_grad()
+def test_three_states_equal_stock_attention_on_per_frame_contexts_with_a_block_diagonal_mask(mode):
+    backbone = load_backbone("tiny-wan", device="cpu").double()
+    latents = torch.randn(2, 16, 5, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    states = backbone.encode_text(["a red circle", "a green triangle", "a blue square"])
+    cond = interpolate_embeddings(states, 5, mode=mode)  # (5, 512, D): every latent frame its own text
+    context = torch.cat([backbone.encode_text(["blurry"]).expand(5, -1, -1), cond])  # guidance order
+    ours = backbone.model_output(latents, 500, context)
+
+    transformer = backbone.transformer
+    modules = cross_attentions(transformer)
+    previous = {name: m.processor for name, m in modules.items()}
+    for m in modules.values():
+        m.set_processor(MaskedCrossAttention(m.processor, frames=5))
+    try:
+        reference = transformer(hidden_states=latents, timestep=torch.tensor([500.0, 500.0], dtype=torch.float64),
+                                encoder_hidden_states=context.reshape(2, 5 * TEXT_LENGTH, -1), return_dict=False)[0]
+    finally:
+        for name, m in modules.items():
+            m.set_processor(previous[name])
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-10)
+    assert (ours[1, :, 0] - ours[1, :, -1]).abs().max() > 1e-6  # the frames did get different texts
+
+
+def test_the_high_noise_expert_denoises_above_the_boundary_and_the_low_noise_one_below():
+    backbone = load_backbone("tiny-wan2.2-a14b", device="cpu")
+    calls = []
+    hooks = [expert.register_forward_pre_hook(lambda m, a, k, i=i: calls.append(i), with_kwargs=True)
+             for i, expert in enumerate(backbone.experts)]
+    try:
+        out = VSTARPipeline(backbone)(PROMPT, tar=None, num_frames=5, num_inference_steps=6, progress=False,
+                                      output_type="latent", generator=torch.Generator().manual_seed(0))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    backbone.scheduler.set_timesteps(6)
+    boundary = 0.875 * 1000
+    expected = [0 if t >= boundary else 1 for t in backbone.scheduler.timesteps for _ in range(1)]
+    assert calls == expected and 0 in calls and 1 in calls and out.frames.shape[2] == 2
+
+
+def test_prompts_are_cleaned_as_wan_pipeline_cleans_them():
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean as diffusers_clean
+
+    for text in ["  a  cat &amp;amp; a\tdog \n", "caf\u00c3\u00a9 latte", "plain"]:
+        assert prompt_clean(text) == diffusers_clean(text)
+    assert prompt_clean("  a  cat &amp;amp; a\tdog \n") == "a cat & a dog"
+    backbone = load_backbone("tiny-wan", device="cpu")
+    stock = WanPipeline(**backbone.diffusers_components())
+    for text in ["a cat", "  two   spaces &amp; html  ", "x" * 3000]:
+        ours = backbone.encode_text([text])
+        theirs = stock.encode_prompt(text, do_classifier_free_guidance=False, max_sequence_length=TEXT_LENGTH,
+                                     device="cpu")[0]
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_the_parts_go_to_diffusers_and_back():
+    backbone = load_backbone("tiny-wan2.2-a14b", device="cpu")
+    parts = backbone.diffusers_components()
+    stock = WanPipeline(**parts)
+    assert stock.transformer is backbone.transformer and stock.transformer_2 is backbone.transformer_2
+    assert stock.config.boundary_ratio == 0.875 and backbone.denoiser is backbone.transformer
+    assert load_backbone("tiny-wan2.2-ti2v", device="cpu").expand_timesteps
+
+
+# --- full-size entries: the published configs on the meta device ---------------------------------------------
+COMMON = dict(patch_size=(1, 2, 2), attention_head_dim=128, text_dim=4096, freq_dim=256, cross_attn_norm=True,
+              qk_norm="rms_norm_across_heads", eps=1e-06, rope_max_seq_len=1024)
+PUBLISHED = {  # diffusers' conversion script (scripts/convert_wan_to_diffusers.py) and the repos' config.json
+    "wan2.1-t2v-1.3b": (dict(COMMON, num_attention_heads=12, in_channels=16, out_channels=16, ffn_dim=8960,
+                             num_layers=30), 1_418_996_800, 1),
+    "wan2.1-t2v-14b": (dict(COMMON, num_attention_heads=40, in_channels=16, out_channels=16, ffn_dim=13824,
+                            num_layers=40), 14_288_491_584, 1),
+    "wan2.2-ti2v-5b": (dict(COMMON, num_attention_heads=24, in_channels=48, out_channels=48, ffn_dim=14336,
+                            num_layers=30), 4_999_787_712, 1),
+    "wan2.2-t2v-a14b": (dict(COMMON, num_attention_heads=40, in_channels=16, out_channels=16, ffn_dim=13824,
+                             num_layers=40), 14_288_491_584, 2),
+}
+UMT5_XXL_AND_VAE = {16: 5_680_910_336 + 126_892_531, 48: 5_680_910_336 + 704_688_668}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_full_size_entries_match_the_published_models(name):
+    config, count, experts = PUBLISHED[name]
+    with torch.device("meta"):
+        transformer = WanTransformer3DModel(**config)
+    assert sum(p.numel() for p in transformer.parameters()) == count
+    defaults = get_spec(name).defaults
+    assert defaults.latent_channels == config["in_channels"]
+    assert defaults.vae_scale_factor * 2 == defaults.size_multiple  # the VAE's factor times the 2x2 patch
+    assert defaults.parameters == experts * count + UMT5_XXL_AND_VAE[config["in_channels"]]  # weights in memory
+    assert defaults.temporal_compression == 4 and defaults.tar is None and defaults.temporal_attention_levels == ()
+
+
+# --- the command line ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-wan", "tiny-wan2.2-a14b"])
+def test_generate_and_reproduce_offline(tmp_path, name):
+    from vstar.cli import app
+    from vstar.io import read_video
+
+    runner = CliRunner()
+    out = tmp_path / "street.mp4"
+    result = runner.invoke(app, ["generate", PROMPT, "--model", name, "--frames", "17", "--seed", "3", "--quiet",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_video(out).shape == (17, 64, 64, 3)
+    meta = json.loads((tmp_path / "street.json").read_text())
+    assert meta["settings"]["tar"] is None and len(meta["synopsis"]) > 1 and meta["keyframes"][-1] == 16
+    again = tmp_path / "again.mp4"
+    result = runner.invoke(app, ["generate", "--from", str(tmp_path / "street.json"), "--quiet", "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert again.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--frames", "16"], "makes videos of 4*n+1 frames"),
+    (["--height", "40"], "height must be a positive multiple of 16"),
+    (["--tar", "64D1"], "--tar 64D1: tiny-wan has no temporal attention layers"),
+    (["--replace-attention", "identity:64"], "has no temporal attention layers"),
+    (["--frames", "8193"], "supports at most 4093 frames"),
+])
+def test_bad_wan_settings_are_refused_before_loading(tmp_path, monkeypatch, args, message):
+    import vstar.pipeline
+    from vstar.cli import app
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded before the settings were checked")
+
+    monkeypatch.setattr(vstar.pipeline.VSTARPipeline, "from_pretrained", refuse)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["generate", PROMPT, "--model", "tiny-wan", "--quiet", *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
