@@ -122,8 +122,8 @@ class GenerationConfig:
             if not isinstance(self.tar_reference, TARReference):
                 raise ValueError(f"tar_reference must be a TARReference, got {type(self.tar_reference).__name__}")
             if self.tar is None:
-                raise ValueError("--tar-reference replaces TAR's band at the preset's levels; it needs TAR: drop "
-                                 "--no-tar (or give --tar)")
+                raise ValueError("--tar-reference replaces TAR's band at the preset's levels, but TAR is off (--no-tar, "
+                                 "or a model whose default is off): give --tar PRESET or drop --tar-reference")
 
     @property
     def uses_guidance(self) -> bool:

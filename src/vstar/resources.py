@@ -135,7 +135,7 @@ def choose_frame_chunk(defaults: BackboneDefaults, num_frames: int, height: int,
     """The largest ``frame_chunk`` (images per spatial call) whose estimate fits in free memory (at most
     ``max_memory`` GiB): None when the whole forward fits or nothing is estimated (unknown footprint, MPS),
     1 when not even that fits (the memory check then says so)."""
-    if not _estimated(defaults, device):
+    if not _estimated(defaults, device) or not defaults.frame_chunking:
         return None
     fits = _fit_test(defaults, height, width, device, _free_with_cap(device, max_memory), batch=batch,
                      dtype=dtype, upscale=upscale, weights_loaded=weights_loaded)
@@ -165,7 +165,8 @@ def check_memory(defaults: BackboneDefaults, name: str, num_frames: int, height:
     chunked = f" in chunks of {frame_chunk} frames" if frame_chunk is not None else ""
     advice = (f"at most {most} frames fit at {height}x{width}{chunked}" if most >= 2
               else f"not even 2 frames fit at {height}x{width}{chunked}: use a smaller size")
-    if frame_chunk is None and _largest(lambda chunk: fits(num_frames, chunk), batch * num_frames - 1) >= 1:
+    if frame_chunk is None and defaults.frame_chunking and \
+            _largest(lambda chunk: fits(num_frames, chunk), batch * num_frames - 1) >= 1:
         advice += "; --frame-chunk auto (frame_chunk='auto') makes this size fit"
     raise ValueError(
         f"{name} at {num_frames} frames of {height}x{width} (upscale {upscale}) needs about {where}"

@@ -162,6 +162,8 @@ def analyze(
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
     check_train_timestep(timestep, defaults.num_train_timesteps, model)
+    if video is not None or generate is not None:
+        defaults.check_temporal_attention(model, "vstar analyze")
     if sigmas:
         check_band_frames(frames or defaults.num_frames)
     if generate is not None and not generate.strip():

@@ -66,6 +66,12 @@ def evaluate_video(frames: np.ndarray, metrics: Sequence[str] = WEIGHT_FREE_METR
 COLUMN_GAP = 2  # spaces at least between the columns of the summary table
 
 
+def _neighbours(result: dict[str, Any], metric: str) -> str:
+    """The median similarity of neighbouring frames, or ``-`` for a one-frame matrix."""
+    interval = result["similarity_by_interval"][metric].get("1")
+    return f"{interval[1]:.3f}" if interval else "-"
+
+
 def summary_table(results: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
     """A text table, one column per video: frames, flicker, flow, dynamic degree, last change from the first
     frame and each metric's median similarity of neighbouring and of first-to-last frames. Labels are
@@ -78,7 +84,7 @@ def summary_table(results: Sequence[dict[str, Any]], names: Sequence[str]) -> st
         ("change last-first", [f"{r['change_from_first'][-1]:.4f}" for r in results]),
     ]
     for metric in results[0]["similarity"]:
-        rows.append((f"{metric} neighbours", [f"{r['similarity_by_interval'][metric]['1'][1]:.3f}" for r in results]))
+        rows.append((f"{metric} neighbours", [_neighbours(r, metric) for r in results]))
         rows.append((f"{metric} first-last", [f"{r['similarity'][metric][0][-1]:.3f}" for r in results]))
     rows.insert(0, ("", list(names)))
     label_width = max(len(label) for label, _ in rows)

@@ -72,7 +72,10 @@ def cosine_matrix(features: torch.Tensor) -> np.ndarray:
 
 
 def latent_matrix(video: np.ndarray, backbone: Any) -> np.ndarray:
-    """Cosine similarity of the frames' VAE latents (``backbone.encode_video``)."""
+    """Cosine similarity of the frames' VAE latents (``backbone.encode_video``): ``(F, F)``, or ``(L, L)``
+    over latent frames for a VAE that compresses ``k`` frames into one (the first ``k*n + 1`` frames used)."""
+    k = backbone.defaults.temporal_compression
+    video = video[: (len(video) - 1) // k * k + 1]
     latents = backbone.encode_video(torch.from_numpy(video).permute(0, 3, 1, 2)[None])  # (1, C, L, h, w)
     return cosine_matrix(latents[0].transpose(0, 1))
 

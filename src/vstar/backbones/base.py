@@ -44,7 +44,9 @@ class BackboneDefaults:
     before loading; ``latent_channels`` and ``vae_scale_factor`` (pixels per latent pixel), which with
     ``temporal_compression`` give the latent shape. The defaults are those of SD-style KL-f8 models.
     ``tar``: the TAR preset a generation uses when none is asked for (the paper's ``64D1`` for the UNets;
-    None for a model whose attention TAR does not act on).
+    None for a model whose attention TAR does not act on). ``frame_chunking``: whether the denoiser can run in
+    chunks of frames (:mod:`vstar.chunking`: a UNet's spatial and temporal layers; not a transformer whose
+    attention spans all frames).
     """
 
     height: int
@@ -65,6 +67,7 @@ class BackboneDefaults:
     latent_channels: int = 4
     vae_scale_factor: int = 8
     tar: str | None = "64D1"
+    frame_chunking: bool = True
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for ``num_frames`` output frames (equal without temporal compression)."""
@@ -98,6 +101,13 @@ class BackboneDefaults:
     def check_size(self, height: int, width: int) -> None:
         """Raise a ValueError with the nearest valid value when a side is not a positive ``size_multiple``."""
         check_size_multiple(height, width, self.size_multiple)
+
+    def check_temporal_attention(self, name: str, what: str) -> None:
+        """Raise a ValueError when ``what`` (e.g. "vstar analyze") needs temporal attention ``name`` lacks."""
+        if self.temporal_attention_levels == ():
+            raise ValueError(f"{what} reads temporal attention maps, and {name} has no temporal attention layers "
+                             "that vstar records yet (its self-attention spans all frames); use a UNet model such "
+                             "as modelscope, videocrafter2 or toy-shapes")
 
 
 def noise_shape(batch: int, channels: int, latent_frames: int, height: int, width: int, scale: int) -> tuple[int, ...]:

@@ -57,7 +57,8 @@ TOY_LEVELS = (-1, 0, 1, 2)
 WAN_FRAMES_LIMIT = 4 * 1023 + 1
 WAN21 = BackboneDefaults(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=5.0, fps=16,
                          max_frames=WAN_FRAMES_LIMIT, size_multiple=16, temporal_compression=4,
-                         temporal_attention_levels=(), latent_channels=16, vae_scale_factor=8, tar=None)
+                         temporal_attention_levels=(), latent_channels=16, vae_scale_factor=8, tar=None,
+                         frame_chunking=False)
 WAN22_TI2V = replace(WAN21, height=704, width=1280, num_frames=121, fps=24, size_multiple=32, latent_channels=48,
                      vae_scale_factor=16)
 TINY_WAN = replace(WAN21, height=64, width=64, num_frames=17, num_inference_steps=4, activation_bytes=TINY_ACTIVATION,

@@ -28,6 +28,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,9 @@ def load_wan(
     """
     if model is None and model_path is None:
         raise ValueError("load_wan needs a hub id (e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers) or a model_path")
-    source = model_source(model or str(model_path), model_path, cache_dir)
+    source = replace(model_source(model or str(model_path), model_path, cache_dir), local_copy=(
+        f"a local copy in diffusers layout ({', '.join(s + '/' for s in WAN_SUBFOLDERS)}, model_index.json) "
+        "with --model-path DIR (model_path=DIR in Python)"))
     source.require(WAN_SUBFOLDERS)
     index = source.load(_read_model_index)
     dtype = dtype or torch.float32

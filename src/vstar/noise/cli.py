@@ -66,6 +66,7 @@ def noise_options(reference_video: Path | None, optimize: bool, steps: int | Non
     options = NoiseOptions(reference_video, DEFAULT_STEPS if steps is None else steps, DEFAULT_LR if lr is None else lr,
                            DEFAULT_KL_WEIGHT if kl_weight is None else kl_weight, timestep)
     check_settings(options.steps, options.lr, options.kl_weight)
+    spec.defaults.check_temporal_attention(spec.name, "--optimize-noise")
     if timestep is not None:
         check_train_timestep(timestep, spec.defaults.num_train_timesteps, spec.name, "--opt-timestep")
     load_reference(reference_video, config.num_frames, config.height, config.width)
