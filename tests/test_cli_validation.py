@@ -117,6 +117,8 @@ GENERATE_CASES = [
                                                  "generation needs (1, 4, 12, 8, 8)"),
     (["--from", "noisy.json", "--height", "64"], "needs (1, 4, 8, 16, 8)"),
     (["--seed", str(2**64)], "seed must be <= 18446744073709551615"),
+    (["--offload", "fast"], "unknown offload mode 'fast'; choose model or sequential"),
+    (["--offload", "model", "--device", "cpu"], "--offload model moves weights between CPU memory and a GPU"),
     (["--tar-reference-metric", "bogus"], "--tar-reference-metric must be one of ssim, mae, histogram, dreamsim"),
     (["--tar-reference-metric", "mae"], "--tar-reference-metric says how --tar-reference VIDEO is compared"),
     (["--tar-reference", "one.gif"], "has 1 frame; give a video of at least 2 frames"),

@@ -303,6 +303,7 @@ def generate(
     device: Annotated[str | None, typer.Option(help="cuda, mps, cpu (default: best available).")] = None,
     dtype: Annotated[str | None, typer.Option(help="fp32, fp16, bf16 (default: fp16 on GPU, fp32 on CPU).")] = None,
     no_memory_check: Annotated[bool, typer.Option("--no-memory-check", help="Skip the memory estimate made before loading.")] = False,
+    offload: Annotated[str | None, typer.Option(help="Keep the weights in CPU memory and move each part ('model') or each layer ('sequential', least memory, slowest) to the GPU when it runs: models larger than the GPU, e.g. Wan 14B on 24-48 GB.")] = None,
     frame_chunk: Annotated[str | None, typer.Option(help="Run the spatial layers on N frames at a time (the temporal ones on as many latent pixels): less memory for long videos, the same video up to float rounding; 'auto': the largest N the memory estimate says fits (whole when all fits).")] = None,
     max_memory: Annotated[float | None, typer.Option(help="GiB the memory check and --frame-chunk auto may use on the model's device (the host on the CPU); default all that is free.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars, no notes.")] = False,
@@ -317,6 +318,7 @@ def generate(
     from vstar.devices import resolve_device, resolve_dtype
     from vstar.io import output_kind, sidecar_path, write_sidecar, write_video
     from vstar.noise.cli import check_noise_shape, noise_options, noise_path, recorded_noise, save_noise
+    from vstar.offload import check_offload, enable_offload
     from vstar.outputs import check_sidecar_of, check_writable, claim_outputs, file_sha256, staged_result
     from vstar.pipeline import VSTARPipeline
     from vstar.resources import check_max_memory, check_memory, choose_frame_chunk
@@ -389,8 +391,12 @@ def generate(
         check_writable(path, overwrite, "noise", sidecar)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype or (recorded.dtype if recorded else None), torch_device)
+    check_offload(offload)
+    if offload is not None and torch_device.type != "cuda":
+        raise ValueError(f"--offload {offload} moves weights between CPU memory and a GPU; this run is on "
+                         f"{torch_device}: drop --offload (or give --device cuda)")
     memory = {"batch": 2 if config.uses_guidance else 1, "dtype": torch_dtype, "device": torch_device,
-              "upscale": upscale, "max_memory": max_memory}
+              "upscale": upscale, "max_memory": max_memory, "offload": offload}
     if chunk == "auto":
         chunk = choose_frame_chunk(spec.defaults, config.num_frames, config.height, config.width, **memory)
         if not quiet:
@@ -403,7 +409,10 @@ def generate(
         if source is None:
             source = asked_synopsis(prompt or "", llm, states, style, quiet)
         prompt, chosen_states = source["prompt"], source["states"]
-        pipe = VSTARPipeline.from_pretrained(model, model_path=model_path, device=torch_device, dtype=torch_dtype)
+        pipe = VSTARPipeline.from_pretrained(model, model_path=model_path, dtype=torch_dtype,
+                                             device="cpu" if offload else torch_device)
+        if offload is not None:
+            enable_offload(pipe.backbone, offload, torch_device)
         if not quiet:
             origin = spec.description if spec.tiny else (model_path or ", ".join(spec.model_ids))
             typer.echo(f"model {model} ({origin}) on {pipe.device}, seed {config.seed}", err=True)

@@ -20,6 +20,7 @@ from vstar.backbones import Backbone, load_backbone
 from vstar.chunking import chunked_execution
 from vstar.conditioning import InterpolationMode, cfg_context, interpolate_embeddings, keyframe_indices
 from vstar.config import GenerationConfig
+from vstar.offload import enable_offload
 from vstar.resources import check_max_memory, choose_frame_chunk
 from vstar.resources import check_memory as memory_check
 from vstar.sampling import classifier_free_guidance, sample
@@ -100,7 +101,17 @@ class VSTARPipeline:
 
     @property
     def device(self) -> torch.device:
+        """Where the denoiser runs (the GPU also when its weights wait in CPU memory)."""
         return self.backbone.device
+
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> None:
+        """Keep the weights in CPU memory; each part moves whole to ``device`` when it runs (diffusers' method of
+        the same name; :func:`vstar.offload.enable_offload`)."""
+        enable_offload(self.backbone, "model", device)
+
+    def enable_sequential_cpu_offload(self, device: str | torch.device = "cuda") -> None:
+        """Keep the weights in CPU memory and move one layer at a time to ``device``: least memory, slowest."""
+        enable_offload(self.backbone, "sequential", device)
 
     def check_config(self, config: GenerationConfig) -> None:
         """Raise a ValueError when this backbone cannot run the resolved ``config`` (frames, size, fps, steps, and

@@ -58,18 +58,23 @@ def activation_images(num_frames: int, batch: int, frame_chunk: int | None = Non
 
 def estimate_memory(defaults: BackboneDefaults, num_frames: int, height: int, width: int, *,
                     batch: int, dtype: torch.dtype, upscale: int = 1, on_cpu: bool = True,
-                    frame_chunk: int | None = None, weights_loaded: bool = False) -> MemoryEstimate:
+                    frame_chunk: int | None = None, weights_loaded: bool = False,
+                    offload: str | None = None) -> MemoryEstimate:
     """The estimate of the module docstring; ``batch`` counts the guidance branches (2 with CFG);
-    ``weights_loaded``: the weights are already in memory (no longer free), so they are not counted."""
+    ``weights_loaded``: the weights are already in memory (no longer free), so they are not counted.
+    ``offload`` (:mod:`vstar.offload`, on a GPU): the weights wait in host memory and the device holds the
+    largest part (``"model"``, ``BackboneDefaults.largest_part``) or a layer at a time (``"sequential"``)."""
     value_bytes = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
     pixels = num_frames * height * width
     activations = activation_images(num_frames, batch, frame_chunk) * height * width
     weights = 0 if weights_loaded else defaults.parameters * value_bytes
-    model = weights + defaults.activation_bytes * value_bytes / 4 * activations
+    on_device = {None: weights, "model": (defaults.largest_part or defaults.parameters) * value_bytes,
+                 "sequential": 0}[offload if not on_cpu else None]
+    model = on_device + defaults.activation_bytes * value_bytes / 4 * activations
     video = pixels * 3 * 4 + pixels * upscale * upscale * 3
     if on_cpu:
         return MemoryEstimate(0, int(model + video))
-    return MemoryEstimate(int(model), int(video))
+    return MemoryEstimate(int(model), int(video + (weights if offload else 0)))
 
 
 def free_memory(device: torch.device) -> tuple[int | None, int]:
@@ -131,14 +136,14 @@ def _largest(fits: Callable[[int], bool], high: int) -> int:
 
 def choose_frame_chunk(defaults: BackboneDefaults, num_frames: int, height: int, width: int, *, batch: int,
                        dtype: torch.dtype, device: torch.device, upscale: int = 1, max_memory: float | None = None,
-                       weights_loaded: bool = False) -> int | None:
+                       weights_loaded: bool = False, offload: str | None = None) -> int | None:
     """The largest ``frame_chunk`` (images per spatial call) whose estimate fits in free memory (at most
     ``max_memory`` GiB): None when the whole forward fits or nothing is estimated (unknown footprint, MPS),
     1 when not even that fits (the memory check then says so)."""
     if not _estimated(defaults, device) or not defaults.frame_chunking:
         return None
     fits = _fit_test(defaults, height, width, device, _free_with_cap(device, max_memory), batch=batch,
-                     dtype=dtype, upscale=upscale, weights_loaded=weights_loaded)
+                     dtype=dtype, upscale=upscale, weights_loaded=weights_loaded, offload=offload)
     if fits(num_frames, None):
         return None
     return max(1, _largest(lambda chunk: fits(num_frames, chunk), batch * num_frames - 1))
@@ -147,12 +152,13 @@ def choose_frame_chunk(defaults: BackboneDefaults, num_frames: int, height: int,
 def check_memory(defaults: BackboneDefaults, name: str, num_frames: int, height: int, width: int, *,
                  batch: int, dtype: torch.dtype, device: torch.device, upscale: int = 1,
                  frame_chunk: int | None = None, max_memory: float | None = None,
-                 weights_loaded: bool = False) -> None:
+                 weights_loaded: bool = False, offload: str | None = None) -> None:
     """Raise a ValueError with the largest frame count that fits (and whether ``frame_chunk='auto'`` makes
     this one fit) when the estimate exceeds free memory (at most ``max_memory`` GiB)."""
     if not _estimated(defaults, device):
         return
-    estimate = {"batch": batch, "dtype": dtype, "upscale": upscale, "weights_loaded": weights_loaded}
+    estimate = {"batch": batch, "dtype": dtype, "upscale": upscale, "weights_loaded": weights_loaded,
+                "offload": offload}
     free_device, free_host = free = _free_with_cap(device, max_memory)
     fits = _fit_test(defaults, height, width, device, free, **estimate)
     if fits(num_frames, frame_chunk):

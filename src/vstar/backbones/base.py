@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+from diffusers.utils.torch_utils import get_module_execution_device
 from torch import nn
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class BackboneDefaults:
     vae_scale_factor: int = 8
     tar: str | None = "64D1"
     frame_chunking: bool = True
+    largest_part: int = 0  # parameters of the largest part (what model offload holds at once); 0 = all of them
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for ``num_frames`` output frames (equal without temporal compression)."""
@@ -154,7 +156,12 @@ class Backbone(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.denoiser.parameters()).device
+        """Where the denoiser runs (its offload hook's execution device when its weights wait on the CPU)."""
+        return get_module_execution_device(self.denoiser)
+
+    def offload_parts(self) -> list[nn.Module]:
+        """The parts in the order a generation calls them (what CPU offloading hooks chain)."""
+        return [self.text_encoder, self.denoiser, self.vae]
 
     @property
     def dtype(self) -> torch.dtype:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import torch
 from diffusers import AutoencoderKL
+from diffusers.utils.torch_utils import get_module_execution_device
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.file_download import repo_folder_name
 from transformers import CLIPTextConfig, CLIPTextModel
@@ -173,7 +174,7 @@ def token_states(tokenizer: Any, text_encoder: torch.nn.Module, texts: Sequence[
     encoder's device (the conditioning a model trains and samples with)."""
     tokens = tokenizer(list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                        return_tensors="pt")
-    return text_encoder(tokens.input_ids.to(next(text_encoder.parameters()).device))[0]
+    return text_encoder(tokens.input_ids.to(get_module_execution_device(text_encoder)))[0]
 
 
 class DiffusersVideoBackbone(UNetBackbone):

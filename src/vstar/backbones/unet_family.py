@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from diffusers.utils.torch_utils import get_module_execution_device
 from einops import rearrange
 from torch import nn
 
@@ -35,8 +36,8 @@ def encode_frames(vae: nn.Module, video: torch.Tensor, chunk_size: int = 4) -> t
     posterior mean times the VAE's ``scaling_factor`` (what :func:`decode_frames` undoes)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1 frame, got {chunk_size}")
-    param = next(vae.parameters())
-    images = rearrange(video, "b f c h w -> (b f) c h w").to(param.device, param.dtype) * 2 - 1
+    dtype = next(vae.parameters()).dtype
+    images = rearrange(video, "b f c h w -> (b f) c h w").to(get_module_execution_device(vae), dtype) * 2 - 1
     latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images.split(chunk_size)])
     return rearrange(latents.float() * vae.config.scaling_factor, "(b f) c h w -> b c f h w", b=video.shape[0])
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+from diffusers.utils.torch_utils import get_module_execution_device
 from torch import nn
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
@@ -118,6 +119,10 @@ class WanBackbone(Backbone):
         """The transformers that denoise: ``transformer`` and, for Wan 2.2 A14B, ``transformer_2``."""
         return [m for m in (self.transformer, self.transformer_2) if m is not None]
 
+    def offload_parts(self) -> list[nn.Module]:
+        """Text encoder, the experts, VAE: the order a generation calls them."""
+        return [self.text_encoder, *self.experts, self.vae]
+
     def diffusers_components(self) -> dict[str, Any]:
         """The keyword arguments of ``diffusers.WanPipeline`` for these parts."""
         return {"tokenizer": self.tokenizer, "text_encoder": self.text_encoder, "vae": self.vae,
@@ -138,7 +143,7 @@ class WanBackbone(Backbone):
         tokens = self.tokenizer([prompt_clean(t) for t in texts], padding="max_length", max_length=TEXT_LENGTH,
                                 truncation=True, add_special_tokens=True, return_attention_mask=True,
                                 return_tensors="pt")
-        device = next(self.text_encoder.parameters()).device
+        device = get_module_execution_device(self.text_encoder)
         states = self.text_encoder(tokens.input_ids.to(device), tokens.attention_mask.to(device)).last_hidden_state
         kept = tokens.attention_mask.to(device).gt(0).unsqueeze(-1)
         return torch.where(kept, states, torch.zeros_like(states)).to(device=self.device, dtype=self.dtype)
@@ -224,7 +229,7 @@ class WanBackbone(Backbone):
         vae_dtype = next(self.vae.parameters()).dtype
         videos = []
         for one in latents.split(1):
-            z = one.to(device=next(self.vae.parameters()).device, dtype=vae_dtype)
+            z = one.to(device=get_module_execution_device(self.vae), dtype=vae_dtype)
             mean, std = self._latent_statistics(z)
             video = self.vae.decode(z * std + mean, return_dict=False)[0]  # (1, 3, F, H, W) in [-1, 1]
             videos.append(((video.float() + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4))
@@ -234,7 +239,7 @@ class WanBackbone(Backbone):
     def encode_video(self, video: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
         """Video ``(B, F, 3, H, W)`` in [0, 1] -> normalized latents ``(B, C, L, h, w)`` (the VAE's mean)."""
         vae_dtype = next(self.vae.parameters()).dtype
-        pixels = (video.permute(0, 2, 1, 3, 4) * 2 - 1).to(device=next(self.vae.parameters()).device, dtype=vae_dtype)
+        pixels = (video.permute(0, 2, 1, 3, 4) * 2 - 1).to(device=get_module_execution_device(self.vae), dtype=vae_dtype)
         z = self.vae.encode(pixels).latent_dist.mode()
         mean, std = self._latent_statistics(z)
         return ((z - mean) / std).to(self.dtype)
