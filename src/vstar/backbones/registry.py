@@ -55,6 +55,10 @@ TOY_LEVELS = (-1, 0, 1, 2)
 # multiples of the VAE factor times the 2x2 patch, no temporal attention (TAR is off by default), a RoPE table of
 # 1024 latent frames. Sizes: 480x832 (1.3B; the 14B models also 720x1280), TI2V-5B 704x1280.
 WAN_FRAMES_LIMIT = 4 * 1023 + 1
+# Parameter counts of the parts (tests/backbones/test_wan.py builds the published configs on the meta device):
+# the whole models count transformer(s) + VAE + UMT5-XXL encoder; model offload holds the largest part at once.
+UMT5_XXL = 5_680_910_336
+WAN_14B = 14_288_491_584
 WAN21 = BackboneDefaults(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=5.0, fps=16,
                          max_frames=WAN_FRAMES_LIMIT, size_multiple=16, temporal_compression=4,
                          temporal_attention_levels=(), latent_channels=16, vae_scale_factor=8, tar=None,
@@ -135,23 +139,24 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
         BackboneSpec(
             "wan2.1-t2v-1.3b", "wan", "Wan 2.1 text-to-video 1.3B (diffusion transformer, UMT5 text, 4x8x8 VAE)",
-            "vstar.backbones.wan:load_wan", replace(WAN21, parameters=7_226_799_667),
+            "vstar.backbones.wan:load_wan", replace(WAN21, parameters=7_226_799_667, largest_part=UMT5_XXL),
             model_ids=("Wan-AI/Wan2.1-T2V-1.3B-Diffusers",),
         ),
         BackboneSpec(
             "wan2.1-t2v-14b", "wan", "Wan 2.1 text-to-video 14B (480x832 or 720x1280)",
-            "vstar.backbones.wan:load_wan", replace(WAN21, parameters=20_096_294_451),
+            "vstar.backbones.wan:load_wan", replace(WAN21, parameters=20_096_294_451, largest_part=WAN_14B),
             model_ids=("Wan-AI/Wan2.1-T2V-14B-Diffusers",),
         ),
         BackboneSpec(
             "wan2.2-ti2v-5b", "wan", "Wan 2.2 TI2V 5B, text to video (48-channel 4x16x16 VAE, per-token timesteps)",
-            "vstar.backbones.wan:load_wan", replace(WAN22_TI2V, parameters=11_385_386_716),
+            "vstar.backbones.wan:load_wan", replace(WAN22_TI2V, parameters=11_385_386_716, largest_part=UMT5_XXL),
             model_ids=("Wan-AI/Wan2.2-TI2V-5B-Diffusers",),
         ),
         BackboneSpec(
             "wan2.2-t2v-a14b", "wan", "Wan 2.2 text-to-video A14B (two 14B experts: high and low noise)",
             "vstar.backbones.wan:load_wan",
-            replace(WAN21, num_inference_steps=40, guidance_scale=4.0, parameters=34_384_786_035),
+            replace(WAN21, num_inference_steps=40, guidance_scale=4.0, parameters=34_384_786_035,
+                    largest_part=WAN_14B),
             model_ids=("Wan-AI/Wan2.2-T2V-A14B-Diffusers",),
         ),
         BackboneSpec(
