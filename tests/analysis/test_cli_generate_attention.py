@@ -51,7 +51,7 @@ def test_both_are_recorded_and_reproduced(tmp_path, reference):
     (["--replace-attention", "sideways:64"], "cannot parse attention replacement"),
     (["--tar-reference", "missing.mp4"], "the TAR reference missing.mp4 does not exist"),
     (["--tar-reference", "TEXT"], "could not read the TAR reference"),
-    (["--tar-reference", "REF", "--no-tar"], "needs TAR"),
+    (["--tar-reference", "REF", "--no-tar"], "but TAR is off"),
     (["--tar-reference", "REF", "--tar-reference-metric", "latent"], "--tar-reference-metric must be one of"),
 ])
 def test_bad_input_fails_before_loading(tmp_path, reference, monkeypatch, args, message):

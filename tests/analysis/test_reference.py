@@ -49,7 +49,7 @@ def test_reference_survives_the_config_round_trip_and_refuses_bad_input(tmp_path
     reference = TARReference.from_matrix([[1.0, 0.2], [0.2, 1.0]], "ref.mp4", "ssim")
     config = GenerationConfig(tar_reference=reference, replace_attention="uniform:16")
     assert GenerationConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="needs TAR"):
+    with pytest.raises(ValueError, match="but TAR is off"):
         GenerationConfig(tar=None, tar_reference=reference)
     with pytest.raises(ValueError, match="square similarity matrix"):
         TARReference.from_matrix([[1.0, 0.2]], "ref.mp4", "ssim")

@@ -30,6 +30,13 @@ def architecture(unet, vae_blocks: int, vae_channels: int, num_train_timesteps: 
             "latent_channels": unet.config.in_channels, "vae_scale_factor": 2 ** (vae_blocks - 1)}
 
 
+def wan_architecture(transformer_config, vae_channels: int, vae_factor: int, num_train_timesteps: int) -> dict:
+    """What the registry states of a Wan model: no temporal attention levels (its self-attention is 3D)."""
+    assert vae_channels == transformer_config.in_channels
+    return {"num_train_timesteps": num_train_timesteps, "temporal_attention_levels": (),
+            "latent_channels": transformer_config.in_channels, "vae_scale_factor": vae_factor}
+
+
 def stated(defaults) -> dict:
     return {key: getattr(defaults, key) for key in
             ("num_train_timesteps", "temporal_attention_levels", "latent_channels", "vae_scale_factor")}
@@ -43,9 +50,14 @@ def test_tiny_entries_advertise_what_the_model_uses(name):
     assert backbone.defaults == d
     assert weights_available(spec)
     # what the CLI checks before loading (steps, timesteps, TAR levels, recorded noise) is what the model has
-    vae = backbone.vae.config
-    assert stated(d) == architecture(backbone.unet, len(vae.block_out_channels), vae.latent_channels,
-                                     backbone.scheduler.config.num_train_timesteps)
+    if spec.family == "wan":  # a transformer over the latents of a video VAE that states its own factor
+        assert stated(d) == wan_architecture(backbone.transformer.config, backbone.vae.config.z_dim,
+                                             backbone.vae.config.scale_factor_spatial,
+                                             backbone.scheduler.config.num_train_timesteps)
+    else:
+        vae = backbone.vae.config
+        assert stated(d) == architecture(backbone.unet, len(vae.block_out_channels), vae.latent_channels,
+                                         backbone.scheduler.config.num_train_timesteps)
     assert set(d.temporal_attention_levels) == {layer.level for layer in backbone.temporal_attention_layers()}
     for frames, height, width in ((d.num_frames, d.height, d.width), (9, 2 * d.height, d.width)):
         assert d.latent_shape(2, frames, height, width) == backbone.latent_shape(2, frames, height, width)
@@ -90,6 +102,14 @@ def published_architecture(name: str) -> dict:
         if name in ("modelscope", "zeroscope"):
             return architecture(UNet3DConditionModel(**MODELSCOPE_UNET), SD_VAE_BLOCKS, SD_VAE_CHANNELS,
                                 DDIMScheduler(**MODELSCOPE_SCHEDULER).config.num_train_timesteps)
+        if name.startswith("wan"):  # transformer/config.json of the Wan-AI repos (tests/backbones/test_wan.py)
+            from diffusers import WanTransformer3DModel
+            from test_wan import PUBLISHED
+
+            transformer = WanTransformer3DModel(**PUBLISHED[name][0])
+            vae_factor = 16 if name == "wan2.2-ti2v-5b" else 8  # the 48-channel Wan 2.2 VAE: 8x and a 2x2 patch
+            return wan_architecture(transformer.config, transformer.config.in_channels, vae_factor,
+                                    SD_TRAIN_TIMESTEPS)
         assert name == "animatediff", f"write down the published architecture of {name} here"
         unet = motion_unet(UNet2DConditionModel(**SD15_UNET), MotionAdapter(**ANIMATEDIFF_ADAPTER))
         assert unet.config.motion_max_seq_length == get_spec(name).defaults.max_frames
