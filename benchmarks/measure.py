@@ -16,6 +16,7 @@ before; with fixed thresholds every variant reuses its memory, as in a long gene
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import ctypes.util
 import os
@@ -114,3 +115,11 @@ def interleaved_medians(variants: Mapping[str, Callable[[], object]], rounds: in
 def median_ratio(times: Mapping[str, list[float]], name: str, base: str) -> float:
     """The median over rounds of ``name``'s time over ``base``'s in the same round."""
     return statistics.median(a / b for a, b in zip(times[name], times[base], strict=True))
+
+
+def write_csv(rows: list[dict[str, object]], path: str) -> None:
+    """The rows as a CSV file with a header (the keys of the first row)."""
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

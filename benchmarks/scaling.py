@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from measure import MiB, interleaved_medians, machine, peak_bytes, setup
+from measure import MiB, interleaved_medians, machine, peak_bytes, setup, write_csv
 from tar_overhead import backbone_subject
 
 from vstar import apply_tar
@@ -101,10 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{num_frames:>6} {name:>14} {times[name]:>10.4f} {peaks[name] / MiB:>10.1f}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, str(out.with_suffix(".csv")))
     with contextlib.suppress(ImportError):
         plot(rows, title, out.with_suffix(".png"))
     print(f"wrote {out.with_suffix('.csv')} and {out.with_suffix('.png')}")

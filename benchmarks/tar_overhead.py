@@ -25,14 +25,13 @@ held during one forward above what it held before (weights and inputs are not co
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from measure import MiB, interleaved_times, machine, median_ratio, peak_bytes, seconds, setup
+from measure import MiB, interleaved_times, machine, median_ratio, peak_bytes, seconds, setup, write_csv
 from torch import nn
 
 from vstar import TARState, apply_tar, remove_tar
@@ -242,10 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         rows += measure(subject, args.frames, args.presets, args.rounds, args.device)
         del subject
     if args.csv:
-        with open(args.csv, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.csv)
 
 
 if __name__ == "__main__":

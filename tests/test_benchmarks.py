@@ -17,7 +17,8 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 def scripts():
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        yield {name: importlib.import_module(name) for name in ("tar_overhead", "scaling", "vs_freenoise")}
+        yield {name: importlib.import_module(name) for name in ("tar_overhead", "scaling", "vs_freenoise",
+                                                                      "wan_step", "memory_per_pixel")}
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -35,7 +36,8 @@ def gpu_check_steps() -> list[tuple[str, int, list[str]]]:
 
 def test_gpu_check_runs_every_benchmark_with_arguments_they_accept_in_under_8_minutes(scripts):
     steps = gpu_check_steps()
-    assert [name for name, _, _ in steps] == ["tar_overhead_tiny", "tar_overhead_full", "scaling", "vs_freenoise"]
+    assert [name for name, _, _ in steps] == ["tar_overhead_tiny", "tar_overhead_full", "scaling", "vs_freenoise",
+                                              "wan_step_full"]
     for _, _, (script, *argv) in steps:
         args = scripts[Path(script).stem].parse_args(argv)
         assert args.device == "cuda"
@@ -77,3 +79,50 @@ def test_vs_freenoise_compares_one_pass_with_windows(scripts, capsys):
     scripts["vs_freenoise"].main(["--frames", "20", "--rounds", "1", *threads()])
     out = capsys.readouterr().out
     assert all(name in out for name in ("one pass", "one pass, TAR 64D1", "FreeNoise 16/4"))
+
+
+def test_wan_step_compares_per_frame_text_with_a_plain_prompt(scripts, tmp_path, capsys):
+    out = tmp_path / "wan.csv"
+    scripts["wan_step"].main(["--frames", "9", "--rounds", "1", "--csv", str(out), *threads()])
+    rows = read_rows(out)
+    assert [(row["frames"], row["latent_frames"], row["variant"]) for row in rows] == [
+        ("9", "3", "VSP"), ("9", "3", "plain")]
+    vsp, plain = rows
+    assert float(plain["time_ratio"]) == float(plain["memory_ratio"]) == 1
+    assert float(vsp["peak_mib"]) > float(plain["peak_mib"]) > 0  # 3 x 512 text tokens per video, not 512
+    assert "tiny-wan 64x64" in capsys.readouterr().out
+
+
+def test_wan_step_variants_differ_only_in_the_text_path(scripts):
+    """With every synopsis state equal to the prompt, the per-frame call is the plain one: the A/B compares the
+    same step with per-frame text against stock cross-attention."""
+    wan_step = scripts["wan_step"]
+    subject = wan_step.tiny_subject("tiny-wan2.2-ti2v", "cpu", torch.float64)
+    subject.states = subject.prompt.expand(len(wan_step.STATES), -1, -1)
+    inputs = subject.inputs(9)
+    installs = subject.installs()
+    with torch.no_grad():
+        installs["VSP"]()
+        (vsp,) = subject.forward(inputs, per_frame=True)
+        installs["plain"]()
+        (plain,) = subject.forward(inputs, per_frame=False)
+    torch.testing.assert_close(vsp, plain, rtol=1e-10, atol=1e-12)
+
+
+def test_wan_step_full_needs_a_gpu_and_defaults_to_bf16_at_81_and_161_frames(scripts, capsys):
+    args = scripts["wan_step"].parse_args(["--full"])
+    assert (args.frames, args.dtype) == ([81, 161], "bfloat16")
+    with pytest.raises(SystemExit, match="use --device cuda"):
+        scripts["wan_step"].main(["--full"])
+    with pytest.raises(SystemExit):
+        scripts["wan_step"].parse_args(["--frames", "8"])
+    assert "4n+1" in capsys.readouterr().err
+
+
+def test_memory_per_pixel_measures_a_full_size_wan_block(scripts, capsys):
+    scripts["memory_per_pixel"].main(["--full", "wan2.1-t2v-1.3b", "--frames", "9", "13", "--size", "32", "32"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    name, frames, peaks, per_pixel = line.split(", ")
+    assert name == "wan2.1-t2v-1.3b (full size; 1 block(s); float32; allocator peak)" and frames == "9->13"
+    low, high = (float(mib) for mib in peaks.split("->"))
+    assert 0 < low < high and float(per_pixel) > 0

@@ -46,3 +46,17 @@ def test_the_estimate_counts_what_each_mode_leaves_on_the_gpu():
     assert model.host_bytes - whole.host_bytes == weights == sequential.host_bytes - whole.host_bytes
     assert whole.device_bytes >= weights > model.device_bytes and sequential.device_bytes < GIB + (
         model.device_bytes - defaults.largest_part * 2)
+
+
+def test_the_memory_check_says_when_offloading_makes_a_run_fit(monkeypatch):
+    from vstar import resources
+
+    defaults = get_spec("wan2.2-t2v-a14b").defaults
+    monkeypatch.setattr(resources, "free_memory", lambda device: (40 * GIB, 256 * GIB))
+    common = {"batch": 2, "dtype": torch.bfloat16, "device": torch.device("cuda")}
+    with pytest.raises(ValueError, match="--offload model .* makes this size fit"):
+        resources.check_memory(defaults, "wan2.2-t2v-a14b", 81, 480, 832, **common)
+    resources.check_memory(defaults, "wan2.2-t2v-a14b", 81, 480, 832, offload="model", **common)
+    monkeypatch.setattr(resources, "free_memory", lambda device: (20 * GIB, 256 * GIB))
+    with pytest.raises(ValueError, match="--offload sequential .* makes this size fit"):
+        resources.check_memory(defaults, "wan2.2-t2v-a14b", 81, 480, 832, offload="model", **common)

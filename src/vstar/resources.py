@@ -174,6 +174,12 @@ def check_memory(defaults: BackboneDefaults, name: str, num_frames: int, height:
     if frame_chunk is None and defaults.frame_chunking and \
             _largest(lambda chunk: fits(num_frames, chunk), batch * num_frames - 1) >= 1:
         advice += "; --frame-chunk auto (frame_chunk='auto') makes this size fit"
+    if device.type == "cuda" and offload != "sequential" and not weights_loaded:
+        lighter = next((mode for mode in ("model", "sequential")[offload == "model":]
+                        if _fit_test(defaults, height, width, device, free, **(estimate | {"offload": mode}))(
+                            num_frames, frame_chunk)), None)
+        if lighter is not None:
+            advice += f"; --offload {lighter} (keeping the weights in CPU memory) makes this size fit"
     raise ValueError(
         f"{name} at {num_frames} frames of {height}x{width} (upscale {upscale}) needs about {where}"
         f"{need.host_bytes / GIB:.1f} GiB of memory (available {free_host / GIB:.1f} GiB); {advice}, or pass "

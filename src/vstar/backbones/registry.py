@@ -59,13 +59,21 @@ WAN_FRAMES_LIMIT = 4 * 1023 + 1
 # the whole models count transformer(s) + VAE + UMT5-XXL encoder; model offload holds the largest part at once.
 UMT5_XXL = 5_680_910_336
 WAN_14B = 14_288_491_584
+# Wan's activation_bytes are measured at full width (benchmarks/memory_per_pixel.py --full: each published
+# transformer config, random weights, one block, where a no-grad call peaks; the allocator's peak slope over 9->17
+# frames at the default size, with VSP's per-frame text and what the pipeline holds), not scaled from the tiny models,
+# whose 64x64 frames have 16 video tokens per latent frame against 512 text tokens (their 21-24, by peak RSS, times
+# the width would read ~1400 for the 1.3B). float32 | bfloat16 x 2: 105 | 106 (1.3B), 203 | 248 (14B), 85 | 102
+# (TI2V-5B; bfloat16 keeps norms and modulation in float32); the values: the larger plus ~10%. An estimate: the
+# per-frame text (~10 of the 1.3B's 105 at 480x832) does not shrink with the frame, so smaller sizes need more.
+WAN_14B_ACTIVATION = 275.0
 WAN21 = BackboneDefaults(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=5.0, fps=16,
                          max_frames=WAN_FRAMES_LIMIT, size_multiple=16, temporal_compression=4,
                          temporal_attention_levels=(), latent_channels=16, vae_scale_factor=8, tar=None,
-                         frame_chunking=False)
+                         frame_chunking=False, activation_bytes=120.0)
 WAN22_TI2V = replace(WAN21, height=704, width=1280, num_frames=121, fps=24, size_multiple=32, latent_channels=48,
-                     vae_scale_factor=16)
-TINY_WAN = replace(WAN21, height=64, width=64, num_frames=17, num_inference_steps=4, activation_bytes=TINY_ACTIVATION,
+                     vae_scale_factor=16, activation_bytes=115.0)
+TINY_WAN = replace(WAN21, height=64, width=64, num_frames=17, num_inference_steps=4, activation_bytes=25.0,
                    parameters=2_000_000)
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -144,7 +152,8 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
         BackboneSpec(
             "wan2.1-t2v-14b", "wan", "Wan 2.1 text-to-video 14B (480x832 or 720x1280)",
-            "vstar.backbones.wan:load_wan", replace(WAN21, parameters=20_096_294_451, largest_part=WAN_14B),
+            "vstar.backbones.wan:load_wan",
+            replace(WAN21, parameters=20_096_294_451, largest_part=WAN_14B, activation_bytes=WAN_14B_ACTIVATION),
             model_ids=("Wan-AI/Wan2.1-T2V-14B-Diffusers",),
         ),
         BackboneSpec(
@@ -156,7 +165,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "wan2.2-t2v-a14b", "wan", "Wan 2.2 text-to-video A14B (two 14B experts: high and low noise)",
             "vstar.backbones.wan:load_wan",
             replace(WAN21, num_inference_steps=40, guidance_scale=4.0, parameters=34_384_786_035,
-                    largest_part=WAN_14B),
+                    largest_part=WAN_14B, activation_bytes=WAN_14B_ACTIVATION),
             model_ids=("Wan-AI/Wan2.2-T2V-A14B-Diffusers",),
         ),
         BackboneSpec(
