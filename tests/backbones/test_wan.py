@@ -233,3 +233,11 @@ def test_a_folder_without_the_transformer_says_what_is_missing(tmp_path):
     (tmp_path / "vae").mkdir()
     with pytest.raises(ModelNotAvailableError, match=r"lacks transformer/.*transformer/, vae/"):
         load_wan("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", model_path=tmp_path)
+
+
+def test_twice_the_training_length_and_more_run_in_one_pass():
+    backbone = load_backbone("tiny-wan", device="cpu")
+    out = VSTARPipeline(backbone)(PROMPT, synopsis=["a street by day", "a street at dusk", "a street at night"],
+                                  num_frames=161, num_inference_steps=1, progress=False,
+                                  generator=torch.Generator().manual_seed(0))
+    assert out.frames.shape == (1, 161, 64, 64, 3) and out.keyframes == [0, 80, 160]  # latent frames 0, 20, 40
