@@ -406,3 +406,31 @@ def test_levels_of_the_videocrafter2_port():
     assert prefixes == {"down_blocks.0", "down_blocks.1", f"up_blocks.{up - 1}", f"up_blocks.{up - 2}"}
     assert all(".temp_attentions." in n for n in tar_names(unet))
     assert len(tar_names(unet)) == sum(layer.level in (0, 1) for layer in layers)
+
+
+@pytest.mark.parametrize("preset,sigmas,strengths", [
+    ("b0-9D2", dict.fromkeys(range(10), 2.0), {}),
+    ("b3D1", {3: 1.0}, {}),
+    ("b0-1D2_b2-5D4S0.5", {0: 2.0, 1: 2.0, 2: 4.0, 3: 4.0, 4: 4.0, 5: 4.0}, dict.fromkeys(range(2, 6), 0.5)),
+    ("b0D1_b2D1", {0: 1.0, 2: 1.0}, {}),
+])
+def test_transformer_presets_name_blocks_and_print_back(preset, sigmas, strengths):
+    config = TARConfig.parse(preset)
+    assert config.unit == "block" and dict(config.sigmas) == sigmas and dict(config.level_strengths) == strengths
+    assert config.to_preset() == preset and TARConfig.parse(config.to_preset()) == config
+
+
+@pytest.mark.parametrize("preset,message", [
+    ("b0-9D2_64D1", "cannot parse TAR preset"),  # the two kinds do not mix
+    ("b5-2D1", "runs backwards"),
+    ("b0-3D1_b2D1", "names block 2 twice"),
+    ("b0D0", "sigma must be > 0"),
+])
+def test_bad_transformer_presets_say_why(preset, message):
+    with pytest.raises(ValueError, match=message):
+        TARConfig.parse(preset)
+
+
+def test_a_preset_of_the_other_kind_does_not_fit_the_model(unet3d):
+    with pytest.raises(ValueError, match="whose TAR names UNet levels"):
+        apply_tar(unet3d, "b0D1")

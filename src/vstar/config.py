@@ -154,7 +154,7 @@ class GenerationConfig:
         self.check_cond_fps(defaults, name)
         self.check_steps(defaults.num_train_timesteps, name)
         if defaults.temporal_attention_levels is not None:
-            self.check_levels(defaults.temporal_attention_levels, name)
+            self.check_levels(defaults.temporal_attention_levels, name, defaults.attention_layout)
 
     def check_cond_fps(self, defaults: BackboneDefaults, name: str) -> None:
         """Raise a ValueError when frame-rate conditioning is asked of a model that takes none."""
@@ -169,16 +169,34 @@ class GenerationConfig:
             raise ValueError(f"--steps {self.num_inference_steps}: {name} was trained on {num_train_timesteps} "
                              f"timesteps, so it takes at most {most} denoising steps; use --steps {most} or fewer")
 
-    def check_levels(self, available: Collection[int], name: str) -> None:
+    def check_levels(self, available: Collection[int], name: str, layout: str = "temporal") -> None:
         """Raise a ValueError when TAR (``--tar``) or an attention replacement (``--replace-attention``) names a
-        level without temporal attention in the model, whose levels with it are ``available``."""
+        level (block) without temporal attention in the model, whose levels with it are ``available``; for a
+        video transformer (``layout="spatiotemporal"``) TAR names blocks and replacement is not available."""
+        levels = sorted(available)
+        if layout == "spatiotemporal":
+            span = f"{levels[0]}-{levels[-1]}" if levels else "none"
+            if self.tar is not None and self.tar.unit != "block":
+                example = f"b0-{levels[-1] // 3}D2" if levels[-1] >= 3 else "b0D2"
+                raise ValueError(f"--tar {self.tar.to_preset()}: {name} is a video transformer, whose TAR names its "
+                                 f"blocks ({span}) with sigma in latent frames, e.g. --tar {example}")
+            if self.replace_attention is not None:
+                raise ValueError(f"--replace-attention {self.replace_attention}: replacing the attention of a video "
+                                 f"transformer ({name}) is not available yet; drop it")
+            missing = sorted(set(self.tar.sigmas) - set(levels)) if self.tar is not None else []
+            if missing:
+                raise ValueError(f"--tar {self.tar.to_preset()}: {name} has blocks {span} only; choose blocks "
+                                 "among those")
+            return
+        if self.tar is not None and self.tar.unit == "block":
+            raise ValueError(f"--tar {self.tar.to_preset()}: {name} is a UNet, whose TAR names resolution levels, "
+                             "e.g. --tar 64D1")
         asked: list[tuple[str, str, set[int], str]] = []  # flag, value, levels, a fix's template
         if self.tar is not None:
             asked.append(("--tar", self.tar.to_preset(), set(self.tar.sigmas), "{}D1"))
         if self.replace_attention is not None:
-            mode, levels = parse_replacement(self.replace_attention)
-            asked.append(("--replace-attention", self.replace_attention, set(levels), f"{mode}:{{}}"))
-        levels = sorted(available)
+            mode, replaced = parse_replacement(self.replace_attention)
+            asked.append(("--replace-attention", self.replace_attention, set(replaced), f"{mode}:{{}}"))
         if asked and not levels:
             flag, value = asked[0][:2]
             raise ValueError(f"{flag} {value}: {name} has no temporal attention layers that vstar's TAR and "

@@ -121,7 +121,9 @@ class VSTARPipeline:
         backbone.check_size(config.height, config.width)
         config.check_cond_fps(backbone.defaults, backbone.name)
         config.check_steps(backbone.scheduler.config.num_train_timesteps, backbone.name)
-        config.check_levels({layer.level for layer in backbone.temporal_attention_layers()}, backbone.name)
+        layers = backbone.temporal_attention_layers()
+        config.check_levels({layer.level for layer in layers}, backbone.name,
+                            layers[0].layout if layers else "temporal")
 
     def encode_states(self, states: Sequence[str], negative_prompt: str | None, num_latent_frames: int,
                       interpolation: InterpolationMode, use_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

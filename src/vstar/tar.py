@@ -330,6 +330,9 @@ class TARProcessor:
 
 
 _PRESET_TOKEN = re.compile(r"^(?P<res>64|32|16|8|init)D(?P<sigma>\d+(?:\.\d+)?)(?:S(?P<strength>\d+(?:\.\d+)?))?$")
+# A video transformer's blocks: b<first>[-<last>]D<sigma>[S<strength>], e.g. b0-9D2 (blocks 0 to 9, sigma 2).
+_BLOCK_TOKEN = re.compile(
+    r"^b(?P<first>\d+)(?:-(?P<last>\d+))?D(?P<sigma>\d+(?:\.\d+)?)(?:S(?P<strength>\d+(?:\.\d+)?))?$")
 
 
 @dataclass(frozen=True)
@@ -338,11 +341,13 @@ class TARConfig:
 
     Attributes:
         sigmas: sigma per UNet level: 0 = highest resolution (the paper's "64"), 1 = "32", 2 = "16",
-            3 = "8"; :data:`INIT_LEVEL` (-1) = the temporal block before the down path.
+            3 = "8"; :data:`INIT_LEVEL` (-1) = the temporal block before the down path. With
+            ``unit="block"``: sigma (in latent frames) per transformer block index (video transformers).
         strength: default multiplier of ``max(S) * dA``.
         level_strengths: per-level overrides of ``strength``.
         max_mode: ``"row"`` (authors' release), ``"head"`` or ``"global"``.
         step_fraction: TAR acts on steps with index < ceil(step_fraction * num_steps): 14 of 25 by default.
+        unit: what the keys of ``sigmas`` name: UNet resolution ``"level"``s or transformer ``"block"``s.
     """
 
     sigmas: Mapping[int, float] = field(default_factory=lambda: {0: 1.0})
@@ -350,11 +355,16 @@ class TARConfig:
     level_strengths: Mapping[int, float] = field(default_factory=dict)
     max_mode: MaxMode = "row"
     step_fraction: float = 0.56
+    unit: Literal["level", "block"] = "level"
 
     def __post_init__(self) -> None:
         if not self.sigmas:
             raise ValueError("TARConfig needs at least one level; use tar=None to switch TAR off")
+        if self.unit not in ("level", "block"):
+            raise ValueError(f"unknown TAR unit {self.unit!r}; choose level (UNets) or block (transformers)")
         for level, sigma in self.sigmas.items():
+            if self.unit == "block" and level < 0:
+                raise ValueError(f"transformer blocks are numbered from 0, got {level}")
             if level < INIT_LEVEL:
                 raise ValueError(f"unknown UNet level {level}; levels are 0 (highest resolution) and up, or -1 (init)")
             _check_sigma(sigma)
@@ -382,11 +392,15 @@ class TARConfig:
         """Build a config from the authors' preset names, e.g. ``"64D1"`` or ``"64D1_32D8"``.
 
         Each ``_``-separated token is ``<res>D<sigma>[S<strength>]`` with res one of 64, 32, 16, 8
-        (UNet levels 0-3) or ``init``; e.g. ``"64D1S0.5"`` halves the strength at level 0.
+        (UNet levels 0-3) or ``init``; e.g. ``"64D1S0.5"`` halves the strength at level 0. For a video
+        transformer the tokens name blocks: ``b<first>[-<last>]D<sigma>[S<strength>]``, e.g. ``"b0-9D2"``
+        (sigma in latent frames); the two kinds do not mix.
         """
         tokens = preset.strip().split("_") if preset and preset.strip() else []
         if not tokens:
             raise ValueError(f"empty TAR preset; try one of {', '.join(PRESETS)}")
+        if all(_BLOCK_TOKEN.match(token) for token in tokens):
+            return cls._parse_blocks(preset, tokens, **overrides)
         sigmas: dict[int, float] = {}
         strengths: dict[int, float] = {}
         for token in tokens:
@@ -394,7 +408,8 @@ class TARConfig:
             if match is None:
                 raise ValueError(
                     f"cannot parse TAR preset {preset!r} at {token!r}; expected tokens like 64D1 or 32D8 joined "
-                    f"by '_' (resolution 64/32/16/8/init, D, sigma, optional S strength), e.g. {', '.join(PRESETS)}"
+                    f"by '_' (resolution 64/32/16/8/init, D, sigma, optional S strength), e.g. {', '.join(PRESETS)}; "
+                    "a video transformer's blocks as b0-9D2"
                 )
             level = INIT_LEVEL if match["res"] == "init" else RESOLUTION_LEVELS[match["res"]]
             if level in sigmas:
@@ -404,14 +419,49 @@ class TARConfig:
                 strengths[level] = float(match["strength"])
         return cls(sigmas=sigmas, level_strengths=strengths, **overrides)
 
+    @classmethod
+    def _parse_blocks(cls, preset: str, tokens: list[str], **overrides: Any) -> TARConfig:
+        sigmas: dict[int, float] = {}
+        strengths: dict[int, float] = {}
+        for token in tokens:
+            match = _BLOCK_TOKEN.match(token)
+            first, last = int(match["first"]), int(match["last"] if match["last"] is not None else match["first"])
+            if last < first:
+                raise ValueError(f"TAR preset {preset!r}: block range {token!r} runs backwards; write b{last}-{first}")
+            for block in range(first, last + 1):
+                if block in sigmas:
+                    raise ValueError(f"TAR preset {preset!r} names block {block} twice")
+                sigmas[block] = float(match["sigma"])
+                if match["strength"] is not None:
+                    strengths[block] = float(match["strength"])
+        return cls(sigmas=sigmas, level_strengths=strengths, unit="block", **overrides)
+
     def to_preset(self) -> str:
-        """The preset string that :meth:`parse` turns back into these levels and strengths."""
+        """The preset string that :meth:`parse` turns back into these levels (blocks) and strengths."""
+        if self.unit == "block":
+            return self._blocks_preset()
         tokens = []
         for level in sorted(self.sigmas, key=lambda lv: (lv == INIT_LEVEL, lv)):
             token = f"{level_name(level)}D{self.sigmas[level]:g}"
             if level in self.level_strengths:
                 token += f"S{self.level_strengths[level]:g}"
             tokens.append(token)
+        return "_".join(tokens)
+
+    def _blocks_preset(self) -> str:
+        """Consecutive blocks with the same sigma and strength as one range: ``b0-9D2_b10-19D4``."""
+        tokens: list[str] = []
+        blocks = sorted(self.sigmas)
+        start = 0
+        for i, block in enumerate(blocks):
+            key = (self.sigmas[block], self.level_strengths.get(block))
+            following = blocks[i + 1] if i + 1 < len(blocks) else None
+            if following == block + 1 and (self.sigmas[following], self.level_strengths.get(following)) == key:
+                continue
+            first = blocks[start]
+            token = f"b{first}" + (f"-{block}" if block != first else "") + f"D{key[0]:g}"
+            tokens.append(token + (f"S{key[1]:g}" if key[1] is not None else ""))
+            start = i + 1
         return "_".join(tokens)
 
 
@@ -435,17 +485,22 @@ def apply_tar(model: nn.Module, config: TARConfig | str = "64D1", state: TARStat
     layers = temporal_attention_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no temporal self-attention that TAR recognises")
+    if {layer.layout for layer in layers} != {"spatiotemporal" if config.unit == "block" else "temporal"}:
+        wanted = "transformer blocks (e.g. b0-9D2)" if config.unit == "level" else "UNet levels (e.g. 64D1)"
+        raise ValueError(f"TAR preset {config.to_preset()} does not fit {type(model).__name__}, whose TAR names "
+                         f"{wanted}")
     available = sorted({layer.level for layer in layers})
     missing = sorted(set(config.sigmas) - set(available))
     if missing:
         raise ValueError(
-            f"TAR asks for UNet levels {missing} but {type(model).__name__} has temporal attention at levels "
-            f"{available} (0 = highest resolution, -1 = init); choose a preset within those levels"
+            f"TAR asks for {config.unit}s {missing} but {type(model).__name__} has temporal attention at "
+            f"{config.unit}s {available}; choose a preset within those"
         )
     state = state or TARState()
     for layer in layers:
         if layer.level in config.sigmas:
-            layer.set_processor(TARProcessor(
+            make = getattr(layer, "make_tar_processor", TARProcessor)  # a layout's own attention, else temporal
+            layer.set_processor(make(
                 config.sigmas[layer.level], config.strength_at(layer.level), config.max_mode,
                 state=state, fallback=layer.processor, matrix=matrix,
             ))

@@ -10,7 +10,7 @@ its resolution level (0 = highest resolution, the paper's "64"; -1 = the block b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from diffusers.models.attention_processor import Attention
 from torch import nn
@@ -23,12 +23,16 @@ class TemporalAttentionLayer:
     """One temporal self-attention module, its name in the model and its resolution level (-1 = init block).
 
     Processors attach through :meth:`set_processor`; a family whose temporal attention needs another
-    attachment (e.g. a wrapper that reshapes frame-major tokens) subclasses this.
+    attachment (e.g. a wrapper that reshapes frame-major tokens) subclasses this. ``layout`` says how the
+    frames reach the layer: ``"temporal"`` (one sequence of frames per latent pixel, the UNets) or
+    ``"spatiotemporal"`` (frame-major tokens of all frames in one attention, the video transformers, where
+    ``level`` is the block index and the subclass makes its own TAR processor, ``make_tar_processor``).
     """
 
     name: str
     level: int
     module: Attention
+    layout: ClassVar[str] = "temporal"
 
     @property
     def processor(self) -> Any:

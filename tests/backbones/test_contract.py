@@ -50,7 +50,8 @@ def inputs(backbone: Backbone, batch: int, seed: int = 0) -> tuple[torch.Tensor,
 
 
 def processors(backbone: Backbone) -> dict[str, object]:
-    return {name: m.processor for name, m in backbone.denoiser.named_modules() if isinstance(m, Attention)}
+    return {name: m.processor for name, m in backbone.denoiser.named_modules()
+            if isinstance(m, Attention) or hasattr(m, "set_processor") and hasattr(m, "processor")}
 
 
 @torch.no_grad()
@@ -133,12 +134,9 @@ def test_tar_reaches_exactly_the_layers_of_the_chosen_level(backbone):
     before = processors(backbone)
     layers = temporal_attention_layers(backbone)
     assert {layer.level for layer in layers} == set(backbone.defaults.temporal_attention_levels)
-    if not layers:  # a model without temporal attention (a video transformer) refuses TAR in one line
-        with pytest.raises(ValueError, match="no temporal self-attention"):
-            apply_tar(backbone, TARConfig(sigmas={0: 1.0}))
-        assert processors(backbone) == before and backbone.defaults.tar is None
+    unit = "block" if backbone.defaults.attention_layout == "spatiotemporal" else "level"
     for level in sorted({layer.level for layer in layers}):
-        apply_tar(backbone, TARConfig(sigmas={level: 1.0}))
+        apply_tar(backbone, TARConfig(sigmas={level: 1.0}, unit=unit))
         try:
             now = processors(backbone)
             changed = {name for name in now if now[name] is not before[name]}
@@ -154,11 +152,10 @@ def test_tar_reaches_exactly_the_layers_of_the_chosen_level(backbone):
 def test_tar_strength_zero_equals_stock_and_strength_one_changes_the_output(backbone):
     latents, context = inputs(backbone, 1)
     stock = backbone.model_output(latents, T, context)
-    if not temporal_attention_layers(backbone):
-        pytest.skip("no temporal attention: TAR refuses it (test_tar_reaches_exactly_the_layers_of_the_chosen_level)")
     level = min(layer.level for layer in temporal_attention_layers(backbone) if layer.level >= 0)
+    unit = "block" if backbone.defaults.attention_layout == "spatiotemporal" else "level"
     for strength, equal in ((0.0, True), (1.0, False)):
-        apply_tar(backbone, TARConfig(sigmas={level: 1.0}, strength=strength))
+        apply_tar(backbone, TARConfig(sigmas={level: 1.0}, strength=strength, unit=unit))
         try:
             out = backbone.model_output(latents, T, context)
         finally:

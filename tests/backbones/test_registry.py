@@ -31,9 +31,10 @@ def architecture(unet, vae_blocks: int, vae_channels: int, num_train_timesteps: 
 
 
 def wan_architecture(transformer_config, vae_channels: int, vae_factor: int, num_train_timesteps: int) -> dict:
-    """What the registry states of a Wan model: no temporal attention levels (its self-attention is 3D)."""
+    """What the registry states of a Wan model: its blocks in place of levels (TAR names the blocks)."""
     assert vae_channels == transformer_config.in_channels
-    return {"num_train_timesteps": num_train_timesteps, "temporal_attention_levels": (),
+    return {"num_train_timesteps": num_train_timesteps,
+            "temporal_attention_levels": tuple(range(transformer_config.num_layers)),
             "latent_channels": transformer_config.in_channels, "vae_scale_factor": vae_factor}
 
 

@@ -159,24 +159,26 @@ def test_full_size_entries_match_the_published_models(name):
     assert defaults.latent_channels == config["in_channels"]
     assert defaults.vae_scale_factor * 2 == defaults.size_multiple  # the VAE's factor times the 2x2 patch
     assert defaults.parameters == experts * count + UMT5_XXL_AND_VAE[config["in_channels"]]  # weights in memory
-    assert defaults.temporal_compression == 4 and defaults.tar is None and defaults.temporal_attention_levels == ()
+    assert defaults.temporal_compression == 4 and defaults.tar is None and defaults.attention_layout == "spatiotemporal"
+    assert defaults.temporal_attention_levels == tuple(range(config["num_layers"]))  # TAR names the blocks
 
 
 # --- the command line ----------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tiny-wan", "tiny-wan2.2-a14b"])
-def test_generate_and_reproduce_offline(tmp_path, name):
+@pytest.mark.parametrize("name,tar", [("tiny-wan", []), ("tiny-wan2.2-a14b", []), ("tiny-wan", ["--tar", "b0-1D2"])])
+def test_generate_and_reproduce_offline(tmp_path, name, tar):
     from vstar.cli import app
     from vstar.io import read_video
 
     runner = CliRunner()
     out = tmp_path / "street.mp4"
     result = runner.invoke(app, ["generate", PROMPT, "--model", name, "--frames", "17", "--seed", "3", "--quiet",
-                                 "--out", str(out)])
+                                 "--out", str(out), *tar])
     assert result.exit_code == 0, result.output
     assert read_video(out).shape == (17, 64, 64, 3)
     meta = json.loads((tmp_path / "street.json").read_text())
-    assert meta["settings"]["tar"] is None and len(meta["synopsis"]) > 1 and meta["keyframes"][-1] == 16
+    assert meta["settings"]["tar"] == (tar[1] if tar else None)
+    assert len(meta["synopsis"]) > 1 and meta["keyframes"][-1] == 16
     again = tmp_path / "again.mp4"
     result = runner.invoke(app, ["generate", "--from", str(tmp_path / "street.json"), "--quiet", "--out", str(again)])
     assert result.exit_code == 0, result.output
@@ -186,8 +188,9 @@ def test_generate_and_reproduce_offline(tmp_path, name):
 @pytest.mark.parametrize("args,message", [
     (["--frames", "16"], "makes videos of 4*n+1 frames"),
     (["--height", "40"], "height must be a positive multiple of 16"),
-    (["--tar", "64D1"], "--tar 64D1: tiny-wan has no temporal attention layers"),
-    (["--replace-attention", "identity:64"], "has no temporal attention layers"),
+    (["--tar", "64D1"], "--tar 64D1: tiny-wan is a video transformer, whose TAR names its blocks (0-1)"),
+    (["--tar", "b2D1"], "--tar b2D1: tiny-wan has blocks 0-1 only"),
+    (["--replace-attention", "identity:64"], "replacing the attention of a video transformer (tiny-wan) is not"),
     (["--frames", "8193"], "supports at most 4093 frames"),
 ])
 def test_bad_wan_settings_are_refused_before_loading(tmp_path, monkeypatch, args, message):
@@ -241,3 +244,75 @@ def test_twice_the_training_length_and_more_run_in_one_pass():
                                   num_frames=161, num_inference_steps=1, progress=False,
                                   generator=torch.Generator().manual_seed(0))
     assert out.frames.shape == (1, 161, 64, 64, 3) and out.keyframes == [0, 80, 160]  # latent frames 0, 20, 40
+
+
+# --- TAR on Wan's full 3D self-attention ------------------------------------------------------------------------
+def dense_tar(query, key, value, frames, matrix, strength):
+    """The reference: dense float64 logits of diffusers' own q, k, v (after its projections and RoPE), the row
+    maximum, the bias on latent-frame distance, softmax."""
+    q, k, v = (x.double().transpose(1, 2) for x in (query, key, value))  # (B, H, N, d)
+    logits = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    frame = torch.arange(q.shape[2]) // (q.shape[2] // frames)
+    biased = logits + strength * logits.amax(-1, keepdim=True) * matrix.double()[frame][:, frame]
+    return (biased.softmax(-1) @ v).transpose(1, 2).to(query.dtype)
+
+
+@pytest.mark.parametrize("preset,strength", [("b0-1D2", 1.0), ("b1D0.5S3", 3.0)])
+@torch.no_grad()
+def test_tar_on_wan_equals_a_dense_float64_reference(monkeypatch, preset, strength):
+    import diffusers.models.transformers.transformer_wan as wan_module
+
+    from vstar.tar import TARConfig, apply_tar, regularization_matrix, remove_tar
+
+    backbone = load_backbone("tiny-wan", device="cpu").double()
+    latents = torch.randn(2, 16, 5, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    context = backbone.encode_text(["a red circle", "a blue square"]).repeat_interleave(5, 0)
+    stock = backbone.model_output(latents, 500, context)
+    config = TARConfig.parse(preset)
+    apply_tar(backbone, config)
+    try:
+        ours = backbone.model_output(latents, 500, context)
+    finally:
+        remove_tar(backbone)
+    sigma = config.sigmas[max(config.sigmas)]
+    real = wan_module.dispatch_attention_fn
+    calls = []
+
+    def reference(query, key, value, *args, **kwargs):  # diffusers' q, k, v of every attention call
+        if key.shape[1] == query.shape[1] == 5 * 16:  # a self-attention over 5 latent frames of 4x4 tokens
+            block = len(calls) % 2
+            calls.append(block)
+            if block in config.sigmas:
+                band = regularization_matrix(5, config.sigmas[block], dtype=torch.float64)
+                return dense_tar(query, key, value, 5, band, config.strength_at(block))
+        return real(query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(wan_module, "dispatch_attention_fn", reference)
+    expected = backbone.model_output(latents, 500, context)
+    assert calls == [0, 1] and sigma > 0
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-10)
+    assert (ours - stock).abs().max() > 1e-3 * strength
+
+
+@torch.no_grad()
+def test_tar_strength_zero_and_inactive_steps_are_stock_on_wan():
+    from vstar.tar import apply_tar, remove_tar
+
+    backbone = load_backbone("tiny-wan", device="cpu")
+    latents = torch.randn(1, 16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    context = backbone.encode_text(["a red circle"]).expand(3, -1, -1)
+    stock = backbone.model_output(latents, 500, context)
+    state = apply_tar(backbone, "b0-1D1S0")
+    try:
+        torch.testing.assert_close(backbone.model_output(latents, 500, context), stock, rtol=0, atol=0)
+    finally:
+        remove_tar(backbone)
+    state = apply_tar(backbone, "b0-1D1")
+    try:
+        state.active = False
+        torch.testing.assert_close(backbone.model_output(latents, 500, context), stock, rtol=0, atol=0)
+        state.active = True
+        assert (backbone.model_output(latents, 500, context) - stock).abs().max() > 1e-4
+    finally:
+        remove_tar(backbone)
+    assert all(type(layer.processor).__name__ == "WanAttnProcessor" for layer in backbone.temporal_attention_layers())

@@ -44,8 +44,9 @@ def chosen_layers(model: nn.Module, levels: Iterable[int] | None) -> list[Tempor
     """The temporal attention layers of ``model`` at ``levels`` (all when None); a clear error for a level
     the model lacks."""
     layers = temporal_attention_layers(model)
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no temporal self-attention to record or replace")
+    if not layers or any(layer.layout != "temporal" for layer in layers):
+        raise ValueError(f"{type(model).__name__} has no temporal self-attention to record or replace (recording and "
+                         "replacement on a transformer's full 3D attention are not available yet)")
     if levels is None:
         return layers
     wanted = set(levels)

@@ -70,6 +70,7 @@ class BackboneDefaults:
     tar: str | None = "64D1"
     frame_chunking: bool = True
     largest_part: int = 0  # parameters of the largest part (what model offload holds at once); 0 = all of them
+    attention_layout: str = "temporal"  # "spatiotemporal": temporal_attention_levels are transformer blocks
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for ``num_frames`` output frames (equal without temporal compression)."""
@@ -106,7 +107,7 @@ class BackboneDefaults:
 
     def check_temporal_attention(self, name: str, what: str) -> None:
         """Raise a ValueError when ``what`` (e.g. "vstar analyze") needs temporal attention ``name`` lacks."""
-        if self.temporal_attention_levels == ():
+        if self.attention_layout != "temporal" or self.temporal_attention_levels == ():
             raise ValueError(f"{what} reads temporal attention maps, and {name} has no temporal attention layers "
                              "that vstar records yet (its self-attention spans all frames); use a UNet model such "
                              "as modelscope, videocrafter2 or toy-shapes")

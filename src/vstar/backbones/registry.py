@@ -69,12 +69,14 @@ WAN_14B = 14_288_491_584
 WAN_14B_ACTIVATION = 275.0
 WAN21 = BackboneDefaults(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=5.0, fps=16,
                          max_frames=WAN_FRAMES_LIMIT, size_multiple=16, temporal_compression=4,
-                         temporal_attention_levels=(), latent_channels=16, vae_scale_factor=8, tar=None,
+                         temporal_attention_levels=tuple(range(30)), latent_channels=16, vae_scale_factor=8,
+                         tar=None,
+                         attention_layout="spatiotemporal",
                          frame_chunking=False, activation_bytes=120.0)
 WAN22_TI2V = replace(WAN21, height=704, width=1280, num_frames=121, fps=24, size_multiple=32, latent_channels=48,
                      vae_scale_factor=16, activation_bytes=115.0)
 TINY_WAN = replace(WAN21, height=64, width=64, num_frames=17, num_inference_steps=4, activation_bytes=25.0,
-                   parameters=2_000_000)
+                   parameters=2_000_000, temporal_attention_levels=(0, 1))
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
@@ -153,7 +155,8 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "wan2.1-t2v-14b", "wan", "Wan 2.1 text-to-video 14B (480x832 or 720x1280)",
             "vstar.backbones.wan:load_wan",
-            replace(WAN21, parameters=20_096_294_451, largest_part=WAN_14B, activation_bytes=WAN_14B_ACTIVATION),
+            replace(WAN21, parameters=20_096_294_451, largest_part=WAN_14B, activation_bytes=WAN_14B_ACTIVATION,
+                    temporal_attention_levels=tuple(range(40))),
             model_ids=("Wan-AI/Wan2.1-T2V-14B-Diffusers",),
         ),
         BackboneSpec(
@@ -165,7 +168,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             "wan2.2-t2v-a14b", "wan", "Wan 2.2 text-to-video A14B (two 14B experts: high and low noise)",
             "vstar.backbones.wan:load_wan",
             replace(WAN21, num_inference_steps=40, guidance_scale=4.0, parameters=34_384_786_035,
-                    largest_part=WAN_14B, activation_bytes=WAN_14B_ACTIVATION),
+                    largest_part=WAN_14B, activation_bytes=WAN_14B_ACTIVATION,
+                    temporal_attention_levels=tuple(range(40))),
             model_ids=("Wan-AI/Wan2.2-T2V-A14B-Diffusers",),
         ),
         BackboneSpec(

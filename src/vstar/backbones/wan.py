@@ -16,8 +16,9 @@ Wan 2.2 A14B (two experts: ``transformer`` for timesteps at or above ``boundary_
 ``transformer_2`` below). Prompts are encoded as ``WanPipeline`` encodes them (cleaned, 512 UMT5 tokens, the
 padding's states zeroed), and sampling uses the model's own ``UniPCMultistepScheduler`` in flow mode.
 
-Not handled here: TAR and attention recording (Wan has no temporal attention; they come with
-frame-structured attention over ``attn1``, see :meth:`WanBackbone.self_attention_layers`), image input.
+TAR acts on the full 3D self-attention (``attn1``) as a bias on the latent-frame distance between query and
+key, scaled by the query row's maximum logit (:class:`WanFrameTAR`, on the blocks a preset names, e.g.
+``b0-9D2``). Not handled yet: attention recording and replacement on ``attn1``, image input.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.utils.torch_utils import get_module_execution_device
 from torch import nn
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
@@ -42,7 +44,9 @@ from vstar.backbones.base import Backbone, BackboneDefaults
 from vstar.backbones.clip_tokenizer import VOCAB_SIZE, offline_clip_tokenizer
 from vstar.backbones.loading import default_device, model_source, seeded
 from vstar.backbones.registry import defaults_for_model_id, get_spec
+from vstar.frame_attention import tar_attention
 from vstar.sampling import FlowMatchScheduler, SchedulerAdapter
+from vstar.tar import TARProcessor, TARState
 from vstar.temporal_attention import TemporalAttentionLayer
 
 TEXT_LENGTH = 512  # UMT5 tokens per prompt, as WanPipeline encodes them
@@ -86,6 +90,79 @@ class PerFrameCrossAttention:
         return out.reshape(batch, tokens, -1)
 
 
+@dataclass
+class FrameGrid:
+    """How many latent frames the transformer call in progress has (set by :meth:`WanBackbone.model_output`):
+    self-attention tokens are frame-major, ``N = frames * tokens per frame``."""
+
+    frames: int | None = None
+
+
+@dataclass(frozen=True)
+class WanSelfAttention(TemporalAttentionLayer):
+    """A Wan block's full 3D self-attention as a frame-structured layer (level = block index)."""
+
+    grid: FrameGrid = field(default_factory=FrameGrid)
+    layout: ClassVar[str] = "spatiotemporal"
+
+    def make_tar_processor(self, sigma: float, strength: float, max_mode: str, *, state: TARState | None,
+                           fallback: Any, matrix: torch.Tensor | None) -> WanFrameTAR:
+        return WanFrameTAR(sigma, strength, max_mode, state=state, fallback=fallback, matrix=matrix, grid=self.grid)
+
+
+class WanFrameTAR(TARProcessor):
+    """TAR on a Wan self-attention: ``S'_ij = S_ij + strength * m_i * dA[f(i), f(j)]`` over latent frames,
+    ``m_i`` the query row's maximum logit (:func:`vstar.frame_attention.tar_attention`: one fused attention
+    call with the bias as extra head dimensions, through the wrapped processor's attention backend; exact,
+    no ``N x N`` tensor). The projections, norms and 3D RoPE are Wan's; the band spans ``grid.frames`` latent
+    frames (or ``matrix``, a reference video's similarity resampled to them). While TAR is inactive (after the
+    early steps, strength 0) the wrapped processor runs. Only the row maximum (``max_mode="row"``) exists here.
+    """
+
+    def __init__(self, sigma: float | None, strength: float, max_mode: str = "row", *, state: TARState | None,
+                 fallback: Any, matrix: torch.Tensor | None, grid: FrameGrid):
+        if max_mode != "row":
+            raise ValueError(f"TAR on a transformer takes the maximum per query row; max_mode {max_mode!r} is for "
+                             "UNets' temporal attention")
+        super().__init__(sigma, strength, max_mode, state=state, fallback=fallback, matrix=matrix)
+        self.grid = grid
+
+    def __call__(self, attn: nn.Module, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, rotary_emb: Any = None, **kwargs: Any) -> torch.Tensor:
+        if not self.active or encoder_hidden_states is not None or attention_mask is not None:
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        frames = self.grid.frames
+        if frames is None or hidden_states.shape[1] % frames:
+            raise ValueError("TAR on Wan needs the latent frames of the call: run the transformer through "
+                             "WanBackbone.model_output")
+        if getattr(attn, "fused_projections", False):
+            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+        else:
+            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        query, key = attn.norm_q(query), attn.norm_k(key)
+        query, key, value = (x.unflatten(2, (attn.heads, -1)) for x in (query, key, value))  # (B, N, H, d)
+        if rotary_emb is not None:
+            query, key = rotate(query, *rotary_emb), rotate(key, *rotary_emb)
+        backend = getattr(self.fallback, "_attention_backend", None)
+
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+            return dispatch_attention_fn(q, k, v, scale=scale, backend=backend)
+
+        band = self.band(frames, query.device, torch.float64 if query.dtype == torch.float64 else torch.float32)
+        out = tar_attention(query, key, value, frames, band, self.strength, attend=attend)
+        out = out.flatten(2, 3).type_as(query)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Wan's rotary embedding on ``(B, N, H, d)``: each channel pair ``(x0, x1)`` turned by the pair's angle,
+    whose cosine and sine the tables hold at the pair's even and odd channel."""
+    pairs = x.unflatten(-1, (-1, 2))
+    first, second = pairs[..., 0], pairs[..., 1]
+    c, s = cos[..., 0::2], sin[..., 1::2]
+    return torch.stack((first * c - second * s, first * s + second * c), dim=-1).flatten(-2).type_as(x)
+
+
 def cross_attentions(transformer: nn.Module) -> dict[str, nn.Module]:
     """Every block's text cross-attention (``blocks.i.attn2``) of a ``WanTransformer3DModel``, by name."""
     return {f"blocks.{i}.attn2": block.attn2 for i, block in enumerate(transformer.blocks)}
@@ -113,6 +190,7 @@ class WanBackbone(Backbone):
         self.boundary_ratio = boundary_ratio
         self.expand_timesteps = expand_timesteps
         self._per_frame_installed = 0
+        self.grid = FrameGrid()  # the latent frames of the call in progress, for frame-structured attention
 
     @property
     def experts(self) -> list[WanTransformer3DModel]:
@@ -192,20 +270,16 @@ class WanBackbone(Backbone):
             _, patch_h, patch_w = expert.config.patch_size
             t = t[:, None].expand(batch, frames * (height // patch_h) * (width // patch_w))
         text = context.to(device=latents.device, dtype=self.dtype).reshape(batch, frames * TEXT_LENGTH, -1)
+        self.grid.frames = frames // expert.config.patch_size[0]
         return expert(hidden_states=latents.to(self.dtype), timestep=t, encoder_hidden_states=text,
                       return_dict=False)[0]
 
     def temporal_attention_layers(self) -> list[TemporalAttentionLayer]:
-        """None: Wan has no temporal attention (its self-attention is spatio-temporal, see
-        :meth:`self_attention_layers`), so TAR and attention recording do not act on it yet."""
-        return []
-
-    def self_attention_layers(self) -> dict[str, nn.Module]:
-        """Every expert's full 3D self-attention (``attn1``), by module name: where frame-structured attention
-        (TAR as a bias on latent-frame distance, recording, replacement) will attach."""
+        """Every expert's full 3D self-attention (``blocks.b.attn1``) as a frame-structured layer whose level is
+        its block index ``b`` (TAR presets name blocks, e.g. ``b0-9D2``; see :class:`WanSelfAttention`)."""
         prefix = ["transformer", "transformer_2"]
-        return {f"{prefix[i]}.blocks.{b}.attn1": block.attn1 for i, expert in enumerate(self.experts)
-                for b, block in enumerate(expert.blocks)}
+        return [WanSelfAttention(f"{prefix[i]}.blocks.{b}.attn1", b, block.attn1, self.grid)
+                for i, expert in enumerate(self.experts) for b, block in enumerate(expert.blocks)]
 
     # --- sampling and decoding ---------------------------------------------------------------------------
     def scheduler_adapter(self, eta: float = 0.0) -> SchedulerAdapter:
