@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vstar.analysis.reference import TARReference
-from vstar.analysis.replacement import parse_replacement
+from vstar.analysis.replacement import names_blocks, parse_replacement
 from vstar.backbones.base import BackboneDefaults
 from vstar.conditioning import INTERPOLATION_MODES, InterpolationMode
 from vstar.tar import TARConfig, level_name
@@ -180,14 +180,19 @@ class GenerationConfig:
                 example = f"b0-{levels[-1] // 3}D2" if levels[-1] >= 3 else "b0D2"
                 raise ValueError(f"--tar {self.tar.to_preset()}: {name} is a video transformer, whose TAR names its "
                                  f"blocks ({span}) with sigma in latent frames, e.g. --tar {example}")
-            if self.replace_attention is not None:
-                raise ValueError(f"--replace-attention {self.replace_attention}: replacing the attention of a video "
-                                 f"transformer ({name}) is not available yet; drop it")
-            missing = sorted(set(self.tar.sigmas) - set(levels)) if self.tar is not None else []
-            if missing:
-                raise ValueError(f"--tar {self.tar.to_preset()}: {name} has blocks {span} only; choose blocks "
-                                 "among those")
+            if self.replace_attention is not None and not names_blocks(self.replace_attention):
+                raise ValueError(f"--replace-attention {self.replace_attention}: {name} is a video transformer; name "
+                                 f"its blocks ({span}), e.g. --replace-attention identity:b0")
+            for flag, value, wanted in (
+                    ("--tar", self.tar.to_preset() if self.tar else None, set(self.tar.sigmas) if self.tar else set()),
+                    ("--replace-attention", self.replace_attention,
+                     set(parse_replacement(self.replace_attention)[1]) if self.replace_attention else set())):
+                if not wanted <= set(levels):
+                    raise ValueError(f"{flag} {value}: {name} has blocks {span} only; choose blocks among those")
             return
+        if self.replace_attention is not None and names_blocks(self.replace_attention):
+            raise ValueError(f"--replace-attention {self.replace_attention}: {name} is a UNet, whose attention is "
+                             "replaced per resolution level, e.g. identity:64")
         if self.tar is not None and self.tar.unit == "block":
             raise ValueError(f"--tar {self.tar.to_preset()}: {name} is a UNet, whose TAR names resolution levels, "
                              "e.g. --tar 64D1")

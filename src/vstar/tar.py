@@ -465,9 +465,10 @@ class TARConfig:
         return "_".join(tokens)
 
 
-def level_name(level: int) -> str:
-    """A level as presets name it: ``"64"``, ``"32"``, ``"16"``, ``"8"`` or ``"init"`` (deeper levels by number)."""
-    return LEVEL_NAMES.get(level, str(level))
+def level_name(level: int, unit: str = "level") -> str:
+    """A level as presets name it: ``"64"``, ``"32"``, ``"16"``, ``"8"`` or ``"init"`` (deeper levels by number);
+    a transformer block (``unit="block"``) as ``"b3"``."""
+    return f"b{level}" if unit == "block" else LEVEL_NAMES.get(level, str(level))
 
 
 def apply_tar(model: nn.Module, config: TARConfig | str = "64D1", state: TARState | None = None, *,

@@ -190,7 +190,8 @@ def test_generate_and_reproduce_offline(tmp_path, name, tar):
     (["--height", "40"], "height must be a positive multiple of 16"),
     (["--tar", "64D1"], "--tar 64D1: tiny-wan is a video transformer, whose TAR names its blocks (0-1)"),
     (["--tar", "b2D1"], "--tar b2D1: tiny-wan has blocks 0-1 only"),
-    (["--replace-attention", "identity:64"], "replacing the attention of a video transformer (tiny-wan) is not"),
+    (["--replace-attention", "identity:64"], "tiny-wan is a video transformer; name its blocks (0-1)"),
+    (["--optimize-noise", "--reference-video", "x.gif"], "--optimize-noise reads temporal attention maps"),
     (["--frames", "8193"], "supports at most 4093 frames"),
 ])
 def test_bad_wan_settings_are_refused_before_loading(tmp_path, monkeypatch, args, message):
@@ -316,3 +317,71 @@ def test_tar_strength_zero_and_inactive_steps_are_stock_on_wan():
     finally:
         remove_tar(backbone)
     assert all(type(layer.processor).__name__ == "WanAttnProcessor" for layer in backbone.temporal_attention_layers())
+
+
+@torch.no_grad()
+def test_recording_and_replacement_on_wan_equal_their_dense_definitions(monkeypatch):
+    import diffusers.models.transformers.transformer_wan as wan_module
+
+    from vstar.analysis import record_temporal_attention
+    from vstar.analysis.replacement import replace_temporal_attention
+
+    backbone = load_backbone("tiny-wan", device="cpu").double()
+    latents = torch.randn(2, 16, 5, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    context = backbone.encode_text(["blurry", "a red circle"]).repeat_interleave(5, 0)
+    real = wan_module.dispatch_attention_fn
+    masses = []
+
+    def dense(query, key, value, *args, mode=None, **kwargs):
+        if key.shape[1] != query.shape[1]:  # a cross-attention
+            return real(query, key, value, *args, **kwargs)
+        q, k, v = (x.double().transpose(1, 2) for x in (query, key, value))  # (B, H, N, d)
+        logits = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        frame = torch.arange(q.shape[2]) // (q.shape[2] // 5)
+        same = frame[:, None] == frame[None, :]
+        if mode == "identity":
+            weights = logits.masked_fill(~same, float("-inf")).softmax(-1)
+        elif mode == "uniform":  # a softmax inside each key frame, mass 1/5 on each
+            per_frame = [logits.masked_fill(frame[None, :] != b, float("-inf")).softmax(-1) / 5 for b in range(5)]
+            weights = sum(per_frame)
+        else:
+            weights = logits.softmax(-1)
+        mass = torch.stack([weights[..., frame == b].sum(-1) for b in range(5)], -1)  # (B, H, N, 5)
+        masses.append(torch.stack([mass[1, :, frame == a].mean((0, 1)) for a in range(5)]))  # the prompt's branch
+        return (weights @ v).transpose(1, 2).to(query.dtype)
+
+    for mode in (None, "identity", "uniform"):
+        masses.clear()
+        monkeypatch.setattr(wan_module, "dispatch_attention_fn", lambda *a, m=mode, **k: dense(*a, mode=m, **k))
+        expected = backbone.model_output(latents, 500, context)
+        monkeypatch.setattr(wan_module, "dispatch_attention_fn", real)
+        replacing = replace_temporal_attention(backbone, mode, [0, 1]) if mode else None
+        try:
+            with record_temporal_attention(backbone, branch="cond") as recorder:
+                out = backbone.model_output(latents, 500, context)
+        finally:
+            if replacing is not None:
+                replacing.remove()
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
+        assert recorder.unit == "block" and sorted(recorder.by_level()) == [0, 1]
+        for block, recorded in recorder.by_level().items():
+            torch.testing.assert_close(recorded.double(), masses[block], rtol=0, atol=1e-6)
+            torch.testing.assert_close(recorded.sum(-1), torch.ones(5), rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_analyze_a_real_video_and_a_generation_on_wan(tmp_path):
+    from vstar.cli import app
+    from vstar.io import write_video
+
+    frames = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    write_video(frames, tmp_path / "clip.gif")
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path / "clip.gif"), "--generate", PROMPT, "--model",
+                                      "tiny-wan", "--frames", "9", "--steps", "2", "--tar", "b0D1",
+                                      "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "report" / "attention.json").read_text())
+    for summary in record["videos"].values():
+        assert sorted(summary["levels"]) == ["b0", "b1"]
+        assert np.allclose(np.sum(summary["levels"]["b0"]["map"], axis=1), 1, atol=1e-5)
+        assert len(summary["levels"]["b0"]["map"]) == 3  # 9 frames: 3 latent frames

@@ -117,7 +117,7 @@ def attention_summary(recorder: Any) -> dict[str, Any]:
         return {"map": matrix.tolist(), "band_score": float(band_score(matrix)),
                 "diagonal_mass": float(diagonal_mass(matrix))}
 
-    return {"levels": {level_name(level): entry(m) for level, m in recorder.by_level().items()},
+    return {"levels": {level_name(level, recorder.unit): entry(m) for level, m in recorder.by_level().items()},
             "layers": {name: {"level": recorder.levels[name], **entry(m)} for name, m in recorder.maps.items()}}
 
 
@@ -163,7 +163,7 @@ def analyze(
         raise ValueError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
     check_train_timestep(timestep, defaults.num_train_timesteps, model)
     if video is not None or generate is not None:
-        defaults.check_temporal_attention(model, "vstar analyze")
+        defaults.check_temporal_attention(model, "vstar analyze", layouts=("temporal", "spatiotemporal"))
     if sigmas:
         check_band_frames(frames or defaults.num_frames)
     if generate is not None and not generate.strip():
@@ -183,7 +183,9 @@ def analyze(
     for path in outputs:
         check_writable(path, overwrite, analysis_output_kind(path), record)
     real = read_video(video) if video is not None else None
-    count = frames or min(len(real), defaults.num_frames) if real is not None else None
+    if frames is not None and (video is not None or generate is not None):
+        defaults.check_num_frames(frames, model)
+    count = frames or defaults.latent_frames_fit(min(len(real), defaults.num_frames)) if real is not None else None
     if real is not None:  # a video too short for --frames (or for any temporal attention) fails here
         pick_frames(len(real), count)
 
@@ -202,7 +204,8 @@ def analyze(
                                       result=staged, record=record)
                 files["generated.mp4"] = file_sha256(written)
             if summaries:
-                figure = attention_figure(maps, title=f"temporal attention per level ({model})")
+                unit = "block" if defaults.attention_layout == "spatiotemporal" else "level"
+                figure = attention_figure(maps, title=f"temporal attention per {unit} ({model})", unit=unit)
                 for suffix in (".png", ".pdf"):
                     save_figure(figure, out / f"attention{suffix}", result=staged)
             if sigmas:

@@ -36,9 +36,10 @@ def save_figure(figure: Figure, path: Path, overwrite: bool = False, *, result: 
     return path
 
 
-def attention_figure(maps: Mapping[str, Mapping[int, torch.Tensor]], title: str = "") -> Figure:
-    """Heatmaps of ``(F, F)`` attention maps: a row per level, a column per video (``name -> level -> map``),
-    so that real and generated videos sit side by side. The colour scale is shared by all panels."""
+def attention_figure(maps: Mapping[str, Mapping[int, torch.Tensor]], title: str = "", unit: str = "level") -> Figure:
+    """Heatmaps of ``(F, F)`` attention maps: a row per level (``unit="block"``: per transformer block), a column
+    per video (``name -> level -> map``), so that real and generated videos sit side by side. The colour scale is
+    shared by all panels."""
     names = list(maps)
     levels = sorted({level for by_level in maps.values() for level in by_level})
     top = max(float(m.max()) for by_level in maps.values() for m in by_level.values())
@@ -55,7 +56,7 @@ def attention_figure(maps: Mapping[str, Mapping[int, torch.Tensor]], title: str 
             if row == 0:
                 ax.set_title(textwrap.fill(name, 32), fontsize=8)  # long prompts wrap instead of overlapping
             if col == 0:
-                ax.set_ylabel(f"level {level_name(level)}", fontsize=9)
+                ax.set_ylabel(f"{unit} {level_name(level, unit)}", fontsize=9)
     if image is not None:
         figure.colorbar(image, ax=axes, shrink=0.8, label="attention")
     if title:

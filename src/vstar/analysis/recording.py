@@ -44,9 +44,8 @@ def chosen_layers(model: nn.Module, levels: Iterable[int] | None) -> list[Tempor
     """The temporal attention layers of ``model`` at ``levels`` (all when None); a clear error for a level
     the model lacks."""
     layers = temporal_attention_layers(model)
-    if not layers or any(layer.layout != "temporal" for layer in layers):
-        raise ValueError(f"{type(model).__name__} has no temporal self-attention to record or replace (recording and "
-                         "replacement on a transformer's full 3D attention are not available yet)")
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no temporal self-attention to record or replace")
     if levels is None:
         return layers
     wanted = set(levels)
@@ -152,6 +151,11 @@ class AttentionRecorder:
     def maps(self) -> dict[str, torch.Tensor]:
         return {name: (total / count).float() for name, (total, count) in self._sums.items()}
 
+    @property
+    def unit(self) -> str:
+        """What the levels are: UNet resolution ``"level"``s, or a video transformer's ``"block"``s."""
+        return "block" if any(layer.layout == "spatiotemporal" for layer in self.layers) else "level"
+
     def by_level(self) -> dict[int, torch.Tensor]:
         """level -> the mean ``(F, F)`` map of its recorded layers."""
         grouped: dict[int, list[torch.Tensor]] = {}
@@ -169,7 +173,8 @@ class AttentionRecorder:
         self._hook = self.denoiser.register_forward_pre_hook(self._see_batch, with_kwargs=True)
         for layer in self.layers:
             inner = layer.processor
-            layer.set_processor(RecordingProcessor(inner, self, layer.name))
+            make = getattr(layer, "make_recording_processor", RecordingProcessor)  # a layout's own, else temporal
+            layer.set_processor(make(inner, self, layer.name))
             self._installed.append((layer, inner))
         return self
 

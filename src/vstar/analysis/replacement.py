@@ -94,13 +94,20 @@ def replace_temporal_attention(model: nn.Module, mode: ReplacementMode,
     installed = []
     for layer in chosen_layers(model, levels):
         old = layer.processor
-        layer.set_processor(ReplacementProcessor(mode, fallback=old))
+        make = getattr(layer, "make_replacement_processor", ReplacementProcessor)  # a layout's own, else temporal
+        layer.set_processor(make(mode, fallback=old))
         installed.append((layer, old))
     return AttentionReplacement(installed, mode)
 
 
+def names_blocks(spec: str) -> bool:
+    """Whether a replacement names a video transformer's blocks (``identity:b0-9``) rather than UNet levels."""
+    return spec.partition(":")[2].strip().startswith("b")
+
+
 def parse_replacement(spec: str) -> tuple[ReplacementMode, list[int]]:
-    """``"identity:64,32"`` -> ``("identity", [0, 1])``; resolutions as in TAR presets (64, 32, 16, 8, init)."""
+    """``"identity:64,32"`` -> ``("identity", [0, 1])``; resolutions as in TAR presets (64, 32, 16, 8, init), or
+    a video transformer's blocks: ``"uniform:b0-9,b20"`` -> ``("uniform", [0, ..., 9, 20])``."""
     from vstar.tar import RESOLUTION_LEVELS
     from vstar.temporal_attention import INIT_LEVEL
 
@@ -108,10 +115,24 @@ def parse_replacement(spec: str) -> tuple[ReplacementMode, list[int]]:
     names = [r.strip() for r in resolutions.split(",") if r.strip()]
     if mode not in REPLACEMENT_MODES or not names:
         raise ValueError(f"cannot parse attention replacement {spec!r}; expected MODE:RES[,RES...] with MODE "
-                         "identity or uniform and RES one of 64, 32, 16, 8, init, e.g. identity:64,32")
+                         "identity or uniform and RES one of 64, 32, 16, 8, init, e.g. identity:64,32 (a video "
+                         "transformer's blocks: identity:b0-9)")
+    if names_blocks(spec):
+        return mode, _blocks(names, spec)  # type: ignore[return-value]
     levels = []
     for name in names:
         if name != "init" and name not in RESOLUTION_LEVELS:
             raise ValueError(f"unknown resolution {name!r} in {spec!r}; use 64, 32, 16, 8 or init, e.g. identity:64,32")
         levels.append(INIT_LEVEL if name == "init" else RESOLUTION_LEVELS[name])
     return mode, levels  # type: ignore[return-value]
+
+
+def _blocks(names: list[str], spec: str) -> list[int]:
+    """``["b0-2", "b5"]`` -> ``[0, 1, 2, 5]``; a clear error for anything else."""
+    blocks: list[int] = []
+    for name in names:
+        first, dash, last = name.removeprefix("b").partition("-")
+        if not name.startswith("b") or not first.isdigit() or (dash and not last.isdigit()):
+            raise ValueError(f"cannot read block {name!r} in {spec!r}; name blocks as b3 or b0-9, e.g. identity:b0-9")
+        blocks += range(int(first), int(last if dash else first) + 1)
+    return sorted(set(blocks))

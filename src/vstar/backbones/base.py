@@ -105,9 +105,15 @@ class BackboneDefaults:
         """Raise a ValueError with the nearest valid value when a side is not a positive ``size_multiple``."""
         check_size_multiple(height, width, self.size_multiple)
 
-    def check_temporal_attention(self, name: str, what: str) -> None:
-        """Raise a ValueError when ``what`` (e.g. "vstar analyze") needs temporal attention ``name`` lacks."""
-        if self.attention_layout != "temporal" or self.temporal_attention_levels == ():
+    def latent_frames_fit(self, num_frames: int) -> int:
+        """The largest valid frame count (``k*n + 1`` with temporal compression ``k``) up to ``num_frames``."""
+        k = self.temporal_compression
+        return num_frames if k == 1 else max(1, (num_frames - 1) // k * k + 1)
+
+    def check_temporal_attention(self, name: str, what: str, layouts: tuple[str, ...] = ("temporal",)) -> None:
+        """Raise a ValueError when ``what`` (e.g. "--optimize-noise") needs temporal attention of one of
+        ``layouts`` that ``name`` lacks."""
+        if self.attention_layout not in layouts or self.temporal_attention_levels == ():
             raise ValueError(f"{what} reads temporal attention maps, and {name} has no temporal attention layers "
                              "that vstar records yet (its self-attention spans all frames); use a UNet model such "
                              "as modelscope, videocrafter2 or toy-shapes")

@@ -44,7 +44,7 @@ from vstar.backbones.base import Backbone, BackboneDefaults
 from vstar.backbones.clip_tokenizer import VOCAB_SIZE, offline_clip_tokenizer
 from vstar.backbones.loading import default_device, model_source, seeded
 from vstar.backbones.registry import defaults_for_model_id, get_spec
-from vstar.frame_attention import tar_attention
+from vstar.frame_attention import frame_attention_map, replaced_attention, tar_attention
 from vstar.sampling import FlowMatchScheduler, SchedulerAdapter
 from vstar.tar import TARProcessor, TARState
 from vstar.temporal_attention import TemporalAttentionLayer
@@ -109,6 +109,79 @@ class WanSelfAttention(TemporalAttentionLayer):
                            fallback: Any, matrix: torch.Tensor | None) -> WanFrameTAR:
         return WanFrameTAR(sigma, strength, max_mode, state=state, fallback=fallback, matrix=matrix, grid=self.grid)
 
+    def make_replacement_processor(self, mode: str, fallback: Any) -> WanReplacement:
+        return WanReplacement(mode, fallback, self.grid)
+
+    def make_recording_processor(self, inner: Any, recorder: Any, name: str) -> WanRecording:
+        return WanRecording(inner, recorder, name, self.grid)
+
+
+def self_attention_inputs(attn: nn.Module, hidden_states: torch.Tensor,
+                          rotary_emb: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Wan's queries, keys and values ``(B, N, H, d)`` of a self-attention: projections, RMS norms, 3D RoPE."""
+    if getattr(attn, "fused_projections", False):
+        query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    else:
+        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+    query, key = attn.norm_q(query), attn.norm_k(key)
+    query, key, value = (x.unflatten(2, (attn.heads, -1)) for x in (query, key, value))
+    if rotary_emb is not None:
+        query, key = rotate(query, *rotary_emb), rotate(key, *rotary_emb)
+    return query, key, value
+
+
+def self_attention_output(attn: nn.Module, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``(B, N, H, d)`` attention result -> the module's output (heads merged, output projection)."""
+    return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(like)))
+
+
+def grid_frames(grid: FrameGrid, hidden_states: torch.Tensor) -> int:
+    """The latent frames of the call in progress; an error outside :meth:`WanBackbone.model_output`."""
+    frames = grid.frames
+    if frames is None or hidden_states.shape[1] % frames:
+        raise ValueError("frame-structured attention on Wan needs the latent frames of the call: run the "
+                         "transformer through WanBackbone.model_output")
+    return frames
+
+
+class WanReplacement:
+    """A Wan self-attention with a fixed frame map (paper figure 5): each query attends only to the keys of its
+    own latent frame (``"identity"``), or puts mass ``1/F`` on every frame's keys, the softmax kept inside each
+    frame (``"uniform"``); :func:`vstar.frame_attention.replaced_attention`. ``fallback`` is restored on removal."""
+
+    def __init__(self, mode: str, fallback: Any, grid: FrameGrid):
+        self.mode, self.fallback, self.grid = mode, fallback, grid
+
+    def __call__(self, attn: nn.Module, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, rotary_emb: Any = None, **kwargs: Any) -> torch.Tensor:
+        query, key, value = self_attention_inputs(attn, hidden_states, rotary_emb)
+        out = replaced_attention(query, key, value, grid_frames(self.grid, hidden_states), self.mode)
+        return self_attention_output(attn, out, query)
+
+
+class WanRecording:
+    """Wraps a Wan self-attention processor and reports its frame map to ``recorder``: per query frame, the
+    attention mass on each key frame, averaged over heads and the frame's query tokens (rows sum to 1), with
+    whichever edit ``inner`` makes (TAR's bias, a replacement, none)."""
+
+    def __init__(self, inner: Any, recorder: Any, name: str, grid: FrameGrid):
+        self.inner, self.recorder, self.name, self.grid = inner, recorder, name, grid
+
+    def __call__(self, attn: nn.Module, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, rotary_emb: Any = None, **kwargs: Any) -> torch.Tensor:
+        frames = grid_frames(self.grid, hidden_states)
+        with torch.no_grad():
+            query, key, value = self_attention_inputs(attn, hidden_states, rotary_emb)
+            rows = self.recorder.branch_rows(torch.arange(query.shape[0]))
+            edit: dict[str, Any] = {}
+            if isinstance(self.inner, WanFrameTAR) and self.inner.active:
+                edit = {"matrix": self.inner.band(frames, query.device), "strength": self.inner.strength}
+            elif isinstance(self.inner, WanReplacement):
+                edit = {"mode": self.inner.mode}
+            frame_map = frame_attention_map(query[rows], key[rows], value[rows], frames, **edit).map  # (b, H, F, F)
+        self.recorder.add(self.name, (frame_map.double().sum(dim=(0, 1)).cpu(), frame_map.shape[0] * frame_map.shape[1]))
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+
 
 class WanFrameTAR(TARProcessor):
     """TAR on a Wan self-attention: ``S'_ij = S_ij + strength * m_i * dA[f(i), f(j)]`` over latent frames,
@@ -131,18 +204,8 @@ class WanFrameTAR(TARProcessor):
                  attention_mask: torch.Tensor | None = None, rotary_emb: Any = None, **kwargs: Any) -> torch.Tensor:
         if not self.active or encoder_hidden_states is not None or attention_mask is not None:
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
-        frames = self.grid.frames
-        if frames is None or hidden_states.shape[1] % frames:
-            raise ValueError("TAR on Wan needs the latent frames of the call: run the transformer through "
-                             "WanBackbone.model_output")
-        if getattr(attn, "fused_projections", False):
-            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-        else:
-            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        query, key = attn.norm_q(query), attn.norm_k(key)
-        query, key, value = (x.unflatten(2, (attn.heads, -1)) for x in (query, key, value))  # (B, N, H, d)
-        if rotary_emb is not None:
-            query, key = rotate(query, *rotary_emb), rotate(key, *rotary_emb)
+        frames = grid_frames(self.grid, hidden_states)
+        query, key, value = self_attention_inputs(attn, hidden_states, rotary_emb)
         backend = getattr(self.fallback, "_attention_backend", None)
 
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -150,8 +213,7 @@ class WanFrameTAR(TARProcessor):
 
         band = self.band(frames, query.device, torch.float64 if query.dtype == torch.float64 else torch.float32)
         out = tar_attention(query, key, value, frames, band, self.strength, attend=attend)
-        out = out.flatten(2, 3).type_as(query)
-        return attn.to_out[1](attn.to_out[0](out))
+        return self_attention_output(attn, out, query)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
