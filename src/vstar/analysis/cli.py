@@ -143,7 +143,7 @@ def analyze(
 ) -> None:
     """Record the temporal attention of a real video (noised to --timestep, one denoiser call) and/or of a
     generation (--generate), per layer and level, with band scores and heatmaps (paper figures 4, 10, S.10)."""
-    from vstar.analysis.plots import attention_figure, band_figure, save_figure
+    from vstar.analysis.plots import attention_figure, band_figure, block_ranges, save_figure
     from vstar.analysis.real_video import check_train_timestep, pick_frames
     from vstar.backbones import DEFAULT_MODEL, get_spec
     from vstar.cli import attention_changes, generation_config
@@ -205,7 +205,8 @@ def analyze(
                 files["generated.mp4"] = file_sha256(written)
             if summaries:
                 unit = "block" if defaults.attention_layout == "spatiotemporal" else "level"
-                figure = attention_figure(maps, title=f"temporal attention per {unit} ({model})", unit=unit)
+                shown = {name: block_ranges(by) for name, by in maps.items()} if unit == "block" else maps
+                figure = attention_figure(shown, title=f"temporal attention per {unit} ({model})", unit=unit)
                 for suffix in (".png", ".pdf"):
                     save_figure(figure, out / f"attention{suffix}", result=staged)
             if sigmas:

@@ -36,12 +36,25 @@ def save_figure(figure: Figure, path: Path, overwrite: bool = False, *, result: 
     return path
 
 
-def attention_figure(maps: Mapping[str, Mapping[int, torch.Tensor]], title: str = "", unit: str = "level") -> Figure:
-    """Heatmaps of ``(F, F)`` attention maps: a row per level (``unit="block"``: per transformer block), a column
-    per video (``name -> level -> map``), so that real and generated videos sit side by side. The colour scale is
-    shared by all panels."""
+MAX_FIGURE_ROWS = 8  # a transformer's 30-40 blocks are shown as this many ranges of blocks at most
+
+
+def block_ranges(by_block: Mapping[int, torch.Tensor], rows: int = MAX_FIGURE_ROWS) -> dict[str, torch.Tensor]:
+    """A transformer's per-block maps as at most ``rows`` consecutive ranges (``"b0-4"``: the mean of blocks 0
+    to 4), each block in one range; fewer blocks stay one per row (``"b3"``)."""
+    blocks = sorted(by_block)
+    groups = [list(group) for group in np.array_split(np.array(blocks), min(rows, len(blocks)))]
+    return {f"b{g[0]}" + (f"-{g[-1]}" if len(g) > 1 else ""): torch.stack([by_block[b] for b in g]).mean(0)
+            for g in groups}
+
+
+def attention_figure(maps: Mapping[str, Mapping[int | str, torch.Tensor]], title: str = "",
+                     unit: str = "level") -> Figure:
+    """Heatmaps of ``(F, F)`` attention maps: a row per level (``unit="block"``: per transformer block, or per
+    range of blocks named by text, see :func:`block_ranges`), a column per video (``name -> level -> map``), so
+    that real and generated videos sit side by side. The colour scale is shared by all panels."""
     names = list(maps)
-    levels = sorted({level for by_level in maps.values() for level in by_level})
+    levels = list(dict.fromkeys(level for by_level in maps.values() for level in sorted(by_level, key=_order)))
     top = max(float(m.max()) for by_level in maps.values() for m in by_level.values())
     figure = Figure(figsize=(2.4 * len(names) + 0.8, 2.2 * len(levels)), layout="constrained")
     axes = np.atleast_2d(figure.subplots(len(levels), len(names), squeeze=False))
@@ -56,7 +69,8 @@ def attention_figure(maps: Mapping[str, Mapping[int, torch.Tensor]], title: str 
             if row == 0:
                 ax.set_title(textwrap.fill(name, 32), fontsize=8)  # long prompts wrap instead of overlapping
             if col == 0:
-                ax.set_ylabel(f"{unit} {level_name(level, unit)}", fontsize=9)
+                name = level if isinstance(level, str) else level_name(level, unit)
+                ax.set_ylabel(f"{unit}{'s' if '-' in name else ''} {name}", fontsize=9)
     if image is not None:
         figure.colorbar(image, ax=axes, shrink=0.8, label="attention")
     if title:
@@ -97,3 +111,8 @@ def evaluation_figure(results: Sequence[dict[str, Any]], names: Sequence[str]) -
         ax.set(title=f"{metric} similarity by interval", xlabel="frames apart", ylabel="min / median / max")
     axes[0].legend(fontsize=8)
     return figure
+
+
+def _order(level: int | str) -> int:
+    """Levels in order, ranges of blocks (``"b10-19"``) by their first block."""
+    return level if isinstance(level, int) else int(level.removeprefix("b").split("-")[0])
