@@ -18,7 +18,8 @@ def scripts():
     sys.path.insert(0, str(BENCHMARKS))
     try:
         yield {name: importlib.import_module(name) for name in ("tar_overhead", "scaling", "vs_freenoise",
-                                                                      "wan_step", "memory_per_pixel")}
+                                                                      "wan_step", "memory_per_pixel",
+                                                                      "frame_tar_overhead")}
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -37,7 +38,7 @@ def gpu_check_steps() -> list[tuple[str, int, list[str]]]:
 def test_gpu_check_runs_every_benchmark_with_arguments_they_accept_in_under_8_minutes(scripts):
     steps = gpu_check_steps()
     assert [name for name, _, _ in steps] == ["tar_overhead_tiny", "tar_overhead_full", "scaling", "vs_freenoise",
-                                              "wan_step_full"]
+                                              "wan_step_full", "frame_tar"]
     for _, _, (script, *argv) in steps:
         args = scripts[Path(script).stem].parse_args(argv)
         assert args.device == "cuda"
@@ -126,3 +127,40 @@ def test_memory_per_pixel_measures_a_full_size_wan_block(scripts, capsys):
     assert name == "wan2.1-t2v-1.3b (full size; 1 block(s); float32; allocator peak)" and frames == "9->13"
     low, high = (float(mib) for mib in peaks.split("->"))
     assert 0 < low < high and float(per_pixel) > 0
+
+
+def test_frame_tar_overhead_measures_layers_forwards_and_a_generation(scripts, tmp_path, capsys):
+    out = tmp_path / "frame_tar.csv"
+    scripts["frame_tar_overhead"].main(["--frames", "2", "3", "--tokens-per-frame", "8", "--rounds", "1",
+                                        "--csv", str(out), *threads()])
+    rows = read_rows(out)
+    variants = ["stock", "TAR augment", "TAR blocks", "TAR bias only", "record", "identity", "uniform"]
+    presets = ["off", "b0-1D2", "b0D2", "b0-1D2 inactive"]
+    assert [(row["part"], row["frames"], row["variant"]) for row in rows] == [
+        *(("layer", frames, name) for frames in ("2", "3") for name in variants),
+        *(("forward", frames, name) for frames in ("2", "3") for name in presets)]
+    for row in rows:
+        assert float(row["seconds"]) > 0 and float(row["time_ratio"]) > 0
+        assert float(row["peak_mib"]) > 0 and float(row["memory_ratio"]) > 0
+        if row["variant"] in ("stock", "off"):
+            assert float(row["time_ratio"]) == float(row["memory_ratio"]) == 1
+        if row["part"] == "forward":
+            assert float(row["paired_time_ratio"]) > 0
+    for row in rows:
+        if row["variant"] in ("b0-1D2", "b0D2"):  # TAR in the first 56% of the steps
+            assert float(row["generation_ratio"]) == pytest.approx(1 + 0.56 * (float(row["time_ratio"]) - 1))
+        else:
+            assert row["generation_ratio"] == "nan"
+    inactive = [row for row in rows if row["variant"] == "b0-1D2 inactive"]
+    assert all(float(row["paired_time_ratio"]) == 1 for row in inactive)  # no active TAR layer to pair
+    printed = capsys.readouterr().out
+    assert "one spatio-temporal self-attention layer" in printed and "tiny-wan 64x64" in printed
+    assert "1 + 0.56 x (forward ratio - 1)" in printed and "mostly its per-frame text path" in printed
+
+
+def test_frame_tar_overhead_full_is_wan_size_and_needs_a_gpu(scripts):
+    args = scripts["frame_tar_overhead"].parse_args(["--full"])
+    assert (args.tokens_per_frame, args.heads, args.head_dim, args.dtype) == (1560, 12, 128, "bfloat16")
+    assert args.frames == [21, 41]
+    with pytest.raises(SystemExit, match="use --device cuda"):
+        scripts["frame_tar_overhead"].main(["--full"])
