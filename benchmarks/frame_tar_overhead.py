@@ -45,7 +45,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F_nn
-from measure import MiB, interleaved_times, machine, median_ratio, peak_bytes, setup, write_csv
+from measure import (
+    MiB,
+    add_run_options,
+    interleaved_times,
+    machine,
+    median_ratio,
+    peak_bytes,
+    setup,
+    write_csv,
+)
 from tar_overhead import PairedClock, paired_seconds
 
 from vstar import TARState, apply_tar, remove_tar
@@ -209,12 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"layer: channels per head (default 32; {FULL['head_dim']} with --full)")
     parser.add_argument("--full", action="store_true",
                         help="the layer at Wan 2.1's full size, 480x832 (CUDA only)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
-                        help="default float32, bfloat16 with --full")
-    parser.add_argument("--csv", help="also write the rows to this CSV file")
+    add_run_options(parser, dtype=None, dtype_help="default float32, bfloat16 with --full")
     args = parser.parse_args(argv)
     if any(f < 1 for f in args.frames):
         parser.error(f"--frames: latent frames must be >= 1, got {args.frames}")

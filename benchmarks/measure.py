@@ -16,6 +16,7 @@ before; with fixed thresholds every variant reuses its memory, as in a long gene
 
 from __future__ import annotations
 
+import argparse
 import csv
 import ctypes
 import ctypes.util
@@ -123,3 +124,14 @@ def write_csv(rows: list[dict[str, object]], path: str) -> None:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def add_run_options(parser: argparse.ArgumentParser, rounds: int = 5, dtype: str | None = None,
+                    dtype_help: str | None = None) -> None:
+    """The options every timing script shares: --rounds, --threads, --device, --dtype (default ``dtype``) and
+    --csv."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=dtype, choices=["float32", "float16", "bfloat16"], help=dtype_help)
+    parser.add_argument("--csv", help="also write the rows to this CSV file")

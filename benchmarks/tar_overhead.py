@@ -31,7 +31,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from measure import MiB, interleaved_times, machine, median_ratio, peak_bytes, seconds, setup, write_csv
+from measure import (
+    MiB,
+    add_run_options,
+    interleaved_times,
+    machine,
+    median_ratio,
+    peak_bytes,
+    seconds,
+    setup,
+    write_csv,
+)
 from torch import nn
 
 from vstar import TARState, apply_tar, remove_tar
@@ -214,11 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="latent height [width] of --full models (default 8 on CPU, native on CUDA)")
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 128, 256])
     parser.add_argument("--presets", nargs="+", default=["64D1", "64D1_32D8"])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--csv", help="also write the rows to this CSV file")
+    add_run_options(parser, dtype='float32')
     return parser.parse_args(argv)
 
 

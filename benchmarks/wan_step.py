@@ -34,7 +34,16 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import WanTransformer3DModel
-from measure import MiB, interleaved_times, machine, median_ratio, peak_bytes, setup, write_csv
+from measure import (
+    MiB,
+    add_run_options,
+    interleaved_times,
+    machine,
+    median_ratio,
+    peak_bytes,
+    setup,
+    write_csv,
+)
 
 from vstar.backbones import load_backbone
 from vstar.backbones.registry import BACKBONES, get_spec
@@ -200,12 +209,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"the full-size {FULL_MODEL} transformer with random weights instead (CUDA only)")
     parser.add_argument("--frames", type=int, nargs="+", default=None,
                         help="output frames, 4n+1 >= 9 (default 17 41 81 161; 81 161 with --full)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
-                        help="default float32, bfloat16 with --full")
-    parser.add_argument("--csv", help="also write the rows to this CSV file")
+    add_run_options(parser, dtype=None, dtype_help="default float32, bfloat16 with --full")
     args = parser.parse_args(argv)
     if args.frames is None:
         args.frames = [81, 161] if args.full else [17, 41, 81, 161]
