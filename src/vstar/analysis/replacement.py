@@ -8,7 +8,7 @@ dynamic and uniform more static, the more so at high resolution.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from diffusers.models.attention_processor import Attention
@@ -16,9 +16,9 @@ from torch import nn
 
 from vstar.analysis.processors import check_self_attention, frames_in
 from vstar.analysis.recording import chosen_layers
+from vstar.frame_attention.spatiotemporal import ReplacementMode, replacement_weights
 from vstar.temporal_attention import TemporalAttentionLayer
 
-ReplacementMode = Literal["identity", "uniform"]
 REPLACEMENT_MODES: tuple[str, ...] = ("identity", "uniform")
 
 
@@ -40,12 +40,10 @@ class ReplacementProcessor:
         self.fallback = fallback
 
     def attention_probabilities(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
-        """The fixed map broadcast to ``(n, heads, F, F)`` float32 (a view, no per-sequence memory)."""
+        """The fixed map (:func:`vstar.frame_attention.replacement_weights`, the same for every layout) broadcast
+        to ``(n, heads, F, F)`` float32 (a view, no per-sequence memory)."""
         frames = query.shape[-2]
-        if self.mode == "identity":
-            fixed = torch.eye(frames, dtype=torch.float32, device=query.device)
-        else:
-            fixed = torch.full((frames, frames), 1 / frames, dtype=torch.float32, device=query.device)
+        fixed = replacement_weights(frames, self.mode, device=query.device).float()
         return fixed.expand(*query.shape[:-2], frames, frames)
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
