@@ -364,9 +364,7 @@ def generate(
     if upscale < 1:
         raise ValueError(f"--upscale must be >= 1, got {upscale}")
     chunk = frame_chunk_option(frame_chunk)
-    if isinstance(chunk, int) and not spec.defaults.frame_chunking:
-        raise ValueError(f"--frame-chunk {chunk}: {model} attends across all frames at once, so vstar cannot run "
-                         "it in chunks of frames; drop --frame-chunk (or use 'auto', which keeps it whole)")
+    spec.defaults.check_frame_chunk(chunk, model)
     check_max_memory(max_memory, "--max-memory")
     if out is not None:
         output_kind(out)

@@ -222,9 +222,7 @@ class VSTARPipeline:
                 not isinstance(frame_chunk, int) or isinstance(frame_chunk, bool) or frame_chunk < 1):
             raise ValueError("frame_chunk must be a whole number >= 1 (images per spatial call) or 'auto', "
                              f"got {frame_chunk!r}")
-        if isinstance(frame_chunk, int) and not backbone.defaults.frame_chunking:
-            raise ValueError(f"{backbone.name} attends across all frames at once, so it cannot run in chunks of "
-                             "frames; leave out frame_chunk (or pass 'auto', which keeps it whole)")
+        backbone.defaults.check_frame_chunk(frame_chunk, backbone.name)
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"unknown output_type {output_type!r}; choose np, pt or latent")
         check_max_memory(max_memory)  # also where no estimate is made (check_memory=False, a fixed frame_chunk)

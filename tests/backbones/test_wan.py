@@ -193,6 +193,7 @@ def test_generate_and_reproduce_offline(tmp_path, name, tar):
     (["--replace-attention", "identity:64"], "tiny-wan is a video transformer; name its blocks (0-1)"),
     (["--optimize-noise", "--reference-video", "x.gif"], "--optimize-noise reads temporal attention maps"),
     (["--frames", "8193"], "supports at most 4093 frames"),
+    (["--frame-chunk", "2"], "--frame-chunk 2: tiny-wan attends across all frames at once"),
 ])
 def test_bad_wan_settings_are_refused_before_loading(tmp_path, monkeypatch, args, message):
     import vstar.pipeline

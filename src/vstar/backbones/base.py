@@ -105,6 +105,13 @@ class BackboneDefaults:
         """Raise a ValueError with the nearest valid value when a side is not a positive ``size_multiple``."""
         check_size_multiple(height, width, self.size_multiple)
 
+    def check_frame_chunk(self, frame_chunk: object, name: str) -> None:
+        """Raise a ValueError for a fixed frame chunk (a whole number) on a model that cannot run in chunks."""
+        if isinstance(frame_chunk, int) and not self.frame_chunking:
+            raise ValueError(f"--frame-chunk {frame_chunk}: {name} attends across all frames at once, so vstar cannot "
+                             "run it in chunks of frames; drop --frame-chunk (frame_chunk=) or use 'auto', which "
+                             "keeps it whole")
+
     def latent_frames_fit(self, num_frames: int) -> int:
         """The largest valid frame count (``k*n + 1`` with temporal compression ``k``) up to ``num_frames``."""
         k = self.temporal_compression

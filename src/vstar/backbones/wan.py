@@ -175,7 +175,7 @@ class WanRecording:
             rows = self.recorder.branch_rows(torch.arange(query.shape[0]))
             edit: dict[str, Any] = {}
             if isinstance(self.inner, WanFrameTAR) and self.inner.active:
-                edit = {"matrix": self.inner.band(frames, query.device), "strength": self.inner.strength}
+                edit = {"matrix": self.inner.frame_band(frames, query), "strength": self.inner.strength}
             elif isinstance(self.inner, WanReplacement):
                 edit = {"mode": self.inner.mode}
             frame_map = frame_attention_map(query[rows], key[rows], value[rows], frames, **edit).map  # (b, H, F, F)
@@ -200,6 +200,11 @@ class WanFrameTAR(TARProcessor):
         super().__init__(sigma, strength, max_mode, state=state, fallback=fallback, matrix=matrix)
         self.grid = grid
 
+    def frame_band(self, frames: int, query: torch.Tensor) -> torch.Tensor:
+        """The ``(F', F')`` band (or matrix) over latent frames on the queries' device, float64 for float64
+        queries and float32 otherwise (what the attention's logits are computed in)."""
+        return self.band(frames, query.device, torch.float64 if query.dtype == torch.float64 else torch.float32)
+
     def __call__(self, attn: nn.Module, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, rotary_emb: Any = None, **kwargs: Any) -> torch.Tensor:
         if not self.active or encoder_hidden_states is not None or attention_mask is not None:
@@ -211,8 +216,7 @@ class WanFrameTAR(TARProcessor):
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
             return dispatch_attention_fn(q, k, v, scale=scale, backend=backend)
 
-        band = self.band(frames, query.device, torch.float64 if query.dtype == torch.float64 else torch.float32)
-        out = tar_attention(query, key, value, frames, band, self.strength, attend=attend)
+        out = tar_attention(query, key, value, frames, self.frame_band(frames, query), self.strength, attend=attend)
         return self_attention_output(attn, out, query)
 
 
