@@ -111,7 +111,7 @@ class AttentionProbe:
         scores = (query @ key.transpose(-1, -2)) * attn.scale
         own = torch.eye(scores.shape[-1], dtype=torch.bool)
         plain = scores.softmax(-1)[..., own].mean().item()
-        regularized = (scores + self.tar.logit_bias(scores)).softmax(-1)[..., own].mean().item()
+        regularized = self.tar.regularized_attention(query, key, attn.scale)[..., own].mean().item()
         self.records.append((scores.amax(-1).mean().item(), plain, regularized))
         return self.processor(attn, hidden_states, *args, **kwargs)
 

@@ -8,10 +8,10 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vstar.frame_attention.temporal import MIN_CHUNK_BYTES, TemporalLayout
 from vstar.resources import peak_allocated
 from vstar.tar import (
     INIT_LEVEL,
-    MIN_CHUNK_BYTES,
     TARConfig,
     TARProcessor,
     TARState,
@@ -110,7 +110,7 @@ def test_processor_concentrates_attention_near_the_diagonal():
 @pytest.mark.parametrize("max_chunk_bytes", [1, 3000, 20000])  # one head (global: sequence), some heads, sequences
 @pytest.mark.parametrize("frames", [9, 21])  # heads of 8 channels: P V, then (V^T P^T)^T
 def test_chunking_does_not_change_the_result(mode, max_chunk_bytes, frames):
-    assert TARProcessor.transposed_product(frames, 8) == (frames == 21)
+    assert TemporalLayout.transposed_product(frames, 8) == (frames == 21)
     attn = make_attention(channels=32, heads=4).double()
     x = torch.randn(37, frames, 32, dtype=torch.float64)
     with torch.no_grad():
@@ -198,12 +198,12 @@ def test_float64_inputs_are_computed_in_float64():
 
 def test_chunk_bound_is_the_device_default_or_the_given_one_and_never_above_the_values():
     tiny, small, big = torch.empty(64, 8, 16, 4), torch.empty(64, 8, 64, 16), torch.empty(64, 8, 64, 128)
-    assert TARProcessor(1.0).chunk_bound(tiny) == 2**20  # 128 KiB of values: one chunk of up to 1 MiB
-    assert TARProcessor(1.0).chunk_bound(small) == small.numel() * 4  # 2 MiB
-    assert TARProcessor(1.0).chunk_bound(big) == 4 * 2**20  # 16 MiB: the CPU default
-    assert TARProcessor(1.0, max_chunk_bytes=1000).chunk_bound(big) == 1000
-    assert TARProcessor(1.0, max_chunk_bytes=2**30).chunk_bound(tiny) == tiny.numel() * 4
-    assert TARProcessor(1.0).chunk_bound(big.to("meta")) == big.numel() * 4  # other devices: few large chunks
+    assert TemporalLayout().chunk_bound(tiny) == 2**20  # 128 KiB of values: one chunk of up to 1 MiB
+    assert TemporalLayout().chunk_bound(small) == small.numel() * 4  # 2 MiB
+    assert TemporalLayout().chunk_bound(big) == 4 * 2**20  # 16 MiB: the CPU default
+    assert TemporalLayout(1000).chunk_bound(big) == 1000
+    assert TemporalLayout(2**30).chunk_bound(tiny) == tiny.numel() * 4
+    assert TemporalLayout().chunk_bound(big.to("meta")) == big.numel() * 4  # other devices: few large chunks
 
 
 @pytest.mark.parametrize("frames,heads,max_chunk_bytes", [(16, 8, 2**22), (64, 2, 2**22), (64, 8, 2**14), (96, 4, 1)])

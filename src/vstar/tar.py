@@ -15,17 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
+from vstar.frame_attention.layout import MAX_MODES, FrameBias, FrameLayout, MaxMode, bias_terms
+from vstar.frame_attention.processor import FrameAttentionProcessor
+from vstar.frame_attention.temporal import TemporalLayout, probabilities
 from vstar.temporal_attention import INIT_LEVEL, temporal_attention_layers
-
-MaxMode = Literal["row", "head", "global"]
-MAX_MODES: tuple[str, ...] = ("row", "head", "global")
-DEFAULT_CHUNK_BYTES = 4 * 2**20  # TAR's logits buffer on the CPU (measured fastest, see TARProcessor)
-MIN_CHUNK_BYTES = 2**20  # smaller layers run in one chunk on the CPU: splitting costs more time than it saves memory
-LOG2_E = 1 / math.log(2)  # TAR exponentiates in base 2: measured 2x faster than softmax's exp on the CPU
-EXPONENT_RANGE = 64.0  # base-2 exponents the one-pass shift may span (see TARProcessor._exponentiate)
 
 # The paper names UNet levels by the latent width of VideoCrafter2 at 320x512 (64, 32, 16, 8).
 RESOLUTION_LEVELS: dict[str, int] = {"64": 0, "32": 1, "16": 2, "8": 3}
@@ -65,14 +60,8 @@ def _shared_band(num_frames: int, sigma: float, device: torch.device, dtype: tor
 @functools.lru_cache(maxsize=16)
 def _shared_bias(num_frames: int, sigma: float, strength: float, device: torch.device,
                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """:meth:`TARProcessor.bias_terms` of the Gaussian band, shared like the band itself."""
-    return _bias_terms(_shared_band(num_frames, sigma, device, dtype), strength)
-
-
-def _bias_terms(matrix: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    bias = matrix * strength
-    top = bias.max()
-    return bias, bias - (1 + top), (top - bias.min()).item()
+    """:func:`~vstar.frame_attention.layout.bias_terms` of the Gaussian band, shared like the band itself."""
+    return bias_terms(_shared_band(num_frames, sigma, device, dtype), strength)
 
 
 @dataclass
@@ -82,59 +71,50 @@ class TARState:
     active: bool = True
 
 
-class TARProcessor:
-    """Attention processor for temporal self-attention with the TAR band added to the logits.
+class TARProcessor(FrameAttentionProcessor):
+    """TAR as an edit of frame-structured self-attention: the band added to the logits before the softmax.
 
-    Input ``hidden_states`` is ``(batch*h*w, frames, channels)``. Computes ``S = Q K^T * scale`` per head,
-    ``M`` = max of ``S`` per query row (``"row"``, the authors' release), per head (``"head"``) or over all
-    heads and rows of a sequence (``"global"``), and attends with ``softmax(S + strength * M * dA) @ V``.
-
-    The queries, keys and values (``V^T`` for narrow heads, see :meth:`transposed_product`) are made
-    head-major once per call (each replacing its projection), and the work runs in chunks of sequences (or
-    of the heads of one sequence when one is larger than the bound; ``"global"`` keeps a sequence's heads
-    together, as its ``M`` spans them): one logits buffer serves every chunk, the logits are formed once
-    in base 2 (the scale folded into the product), biased and exponentiated in place (one pass where the
-    maxima allow, see :meth:`_exponentiate`), and their product with ``V`` is written straight into the
-    output and divided by the row sums (``(F, d)`` numbers per head rather than ``(F, F)``). The buffer
-    (float32; float64 for float64 inputs; plus float32 copies of the chunk's inputs for half precision)
-    holds at most ``max_chunk_bytes`` and, when that is given, never more than the layer's ``V``: stock
-    attention keeps its queries, keys and values alive while it projects its output, this processor frees
-    them first, so its peak memory stays at or below stock attention's. A single head (a single sequence for ``"global"``) larger than the bound is processed
-    alone. The band ``(F, F)`` is made once per length and sigma and shared by all processors. By default
-    the bound on the CPU is 4 MiB, measured fastest there (``benchmarks/tar_overhead.py``: smaller chunks pay
-    more per-call overhead than they gain from the cache), and never more than the larger of ``V`` and 1 MiB
-    (a small layer runs in one chunk: at most 1 MiB above stock attention's peak); on other devices it is
-    the size of ``V`` (few, large chunks for a GPU). While ``state.active`` is False or ``strength == 0``
-    it defers to ``fallback`` (the processor it replaced, stock attention by default) at no extra cost.
+    On the temporal layout (the UNets, ``(batch*h*w, frames, channels)`` inputs) it computes
+    ``S = Q K^T * scale`` per head, ``M`` = max of ``S`` per query row (``"row"``, the authors' release), per
+    head (``"head"``) or over all heads and rows of a sequence (``"global"``), and attends with
+    ``softmax(S + strength * M * dA) @ V`` in bounded chunks, its peak memory at or below stock attention's
+    (:class:`~vstar.frame_attention.temporal.TemporalLayout`). On a spatio-temporal layout (the video
+    transformers) the same rule is a bias on the latent-frame distance between query and key tokens, with
+    the row maximum (:class:`~vstar.frame_attention.spatiotemporal.SpatioTemporalLayout`). The band ``(F, F)``
+    is made once per length and sigma and shared by all processors. While ``state.active`` is False or
+    ``strength == 0`` it defers to ``fallback`` (the processor it replaced, stock attention by default) at no
+    extra cost.
 
     Args:
         sigma: width of the Gaussian band; ignored when ``matrix`` is given.
         strength: multiplier of ``M * dA`` (the authors' ``scale``), 1.0 in the paper.
-        max_mode: how ``M`` is taken, see above.
+        max_mode: how ``M`` is taken, see above (the layout says which it offers).
         state: shared :class:`TARState` for step gating (always active when None).
         fallback: processor used when inactive, and restored by :func:`remove_tar`.
         matrix: a custom ``(F, F)`` regularization matrix (e.g. a real video's frame similarity).
-        max_chunk_bytes: memory bound of the logits buffer, see above (None: the device's default).
+        max_chunk_bytes: memory bound of the temporal layout's logits buffer (None: the device's default).
+        layout: the layer's layout (default temporal).
     """
+
+    edit_name = "TAR"
 
     def __init__(self, sigma: float | None = 1.0, strength: float = 1.0, max_mode: MaxMode = "row", *,
                  state: TARState | None = None, fallback: Any = None, matrix: torch.Tensor | None = None,
-                 max_chunk_bytes: int | None = None):
+                 max_chunk_bytes: int | None = None, layout: FrameLayout | None = None):
         if matrix is None:
             _check_sigma(sigma)  # type: ignore[arg-type]
         elif matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"matrix must be square (F, F), got {tuple(matrix.shape)}")
-        if max_mode not in MAX_MODES:
-            raise ValueError(f"unknown max_mode {max_mode!r}; choose one of {', '.join(MAX_MODES)}")
-        if max_chunk_bytes is not None and max_chunk_bytes < 1:
-            raise ValueError(f"max_chunk_bytes must be positive, got {max_chunk_bytes}")
+        if max_chunk_bytes is not None and layout is not None:
+            raise ValueError("max_chunk_bytes bounds the temporal layout's buffer; give it or a layout, not both")
+        layout = TemporalLayout(max_chunk_bytes) if max_chunk_bytes is not None else layout
+        super().__init__(layout, fallback)
+        self.layout.check_max_mode(max_mode)
         self.sigma = sigma
         self.strength = float(strength)
         self.max_mode = max_mode
         self.state = state
-        self.fallback = fallback if fallback is not None else AttnProcessor2_0()
         self.matrix = matrix
-        self.max_chunk_bytes = max_chunk_bytes
 
     @property
     def active(self) -> bool:
@@ -152,181 +132,28 @@ class TARProcessor:
             return self.matrix.to(device=device, dtype=dtype)
         return _shared_band(num_frames, self.sigma, torch.device(device), dtype)
 
-    def bias_terms(self, num_frames: int, device: torch.device,
-                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """``bias = strength * dA``, ``bias - (1 + max(bias))`` (both ``(F, F)``) and ``max(bias) - min(bias)``.
-
-        What :meth:`_exponentiate` adds to the logits; made once per length for the Gaussian band.
-        """
-        if self.matrix is None:
-            return _shared_bias(num_frames, self.sigma, self.strength, torch.device(device), dtype)
-        return _bias_terms(self.band(num_frames, device, dtype), self.strength)
-
-    def _peak(self, scores: torch.Tensor) -> torch.Tensor:
-        """``M`` of ``(n, heads, F, F)`` logits, broadcastable to them."""
-        if self.max_mode == "row":
-            return scores.amax(dim=-1, keepdim=True)
-        if self.max_mode == "head":
-            return scores.amax(dim=(-2, -1), keepdim=True)
-        return scores.amax(dim=(1, 2, 3), keepdim=True)
-
-    def logit_bias(self, scores: torch.Tensor) -> torch.Tensor:
-        """``strength * M * dA`` for float32 logits ``scores`` ``(n, heads, F, F)``; same shape."""
-        return self.strength * self._peak(scores) * self.band(scores.shape[-1], scores.device)
+    def rule(self, frames: int, device: torch.device, dtype: torch.dtype) -> FrameBias:
+        """``strength * M * band`` over ``frames`` frames, its :func:`bias_terms` shared for the Gaussian band."""
+        terms = _shared_bias(frames, self.sigma, self.strength, torch.device(device), dtype) \
+            if self.matrix is None else None
+        return FrameBias(self.band(frames, device, dtype), self.strength, self.max_mode, terms)
 
     def regularized_attention(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
         """Attention probabilities ``(n, heads, F, F)`` in float32 from ``(n, heads, F, d)`` queries and keys."""
-        scores = torch.matmul(query.float(), key.float().transpose(-1, -2)).mul_(scale)
-        scores.addcmul_(self._peak(scores), self.band(scores.shape[-1], scores.device), value=self.strength)
-        return torch.softmax(scores, dim=-1)
+        return probabilities(query, key, scale, self.rule(query.shape[-2], query.device, torch.float32))
 
     def regularized_output(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                            scale: float) -> torch.Tensor:
-        """``softmax(S + strength * M * dA) @ V`` in float32, ``(n, heads, F, d)``, in bounded chunks."""
-        transposed = self.transposed_product(query.shape[-2], query.shape[-1])
+        """``softmax(S + strength * M * dA) @ V`` in float32, ``(n, heads, F, d)``, in the temporal layout's
+        bounded chunks."""
+        layout = self.layout if isinstance(self.layout, TemporalLayout) else TemporalLayout()
+        frames, head_dim = query.shape[-2:]
+        transposed = layout.transposed_product(frames, head_dim)
         value = (value.transpose(-1, -2) if transposed else value).contiguous()
         out = torch.empty(value.shape, dtype=torch.float32, device=value.device)
-        self._attend(query.contiguous(), key.contiguous(), value, out, scale, self.chunk_bound(value), transposed)
+        rule = self.rule(frames, query.device, torch.promote_types(query.dtype, torch.float32))
+        layout.band_product(query.contiguous(), key.contiguous(), value, out, scale, rule, transposed)
         return out.transpose(-1, -2) if transposed else out
-
-    @staticmethod
-    def transposed_product(num_frames: int, head_dim: int) -> bool:
-        """Whether the product with ``V`` is formed as ``(V^T P^T)^T`` rather than ``P V``.
-
-        Matrix-product kernels are slow on narrow outputs: for heads narrower than half the frames
-        (``2 * d < F``) the ``(d, F)`` product is measured faster even though ``V^T`` and the result need
-        transposing copies; for wider heads ``P V`` is (``benchmarks/tar_overhead.py``).
-        """
-        return 2 * head_dim < num_frames
-
-    def chunk_bound(self, value: torch.Tensor) -> int:
-        """Bytes the logits buffer may hold for a layer whose values are ``value`` (see above)."""
-        size = value.numel() * value.element_size()
-        if self.max_chunk_bytes is not None:
-            return min(self.max_chunk_bytes, size)
-        if value.device.type != "cpu":
-            return size
-        return min(DEFAULT_CHUNK_BYTES, max(size, MIN_CHUNK_BYTES))
-
-    def chunk_shape(self, heads: int, num_frames: int, head_dim: int, max_bytes: int, itemsize: int = 4,
-                    copies: bool = False) -> tuple[int, int]:
-        """``(sequences, heads)`` of one chunk, so that its working memory stays within ``max_bytes``.
-
-        Per sequence and head a chunk holds logits ``(F, F)`` and two row statistics ``(F,)`` of ``itemsize``
-        bytes, and with ``copies`` (half-precision inputs) copies of its queries, keys, values and output
-        ``(F, d)`` at that precision. A chunk spans whole sequences when one fits, else some heads of one
-        sequence (``"global"``: all of them, as its ``M`` spans them).
-        """
-        per_head = itemsize * num_frames * (num_frames + 2 + (4 * head_dim if copies else 0))
-        if self.max_mode == "global" or per_head * heads <= max_bytes:
-            return max(1, max_bytes // (per_head * heads)), heads
-        return 1, max(1, max_bytes // per_head)
-
-    def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, out: torch.Tensor,
-                scale: float, max_bytes: int, transposed: bool) -> None:
-        """Write ``softmax(S + strength * M * dA) @ V`` into ``out``, chunk by chunk.
-
-        ``query`` and ``key`` are contiguous ``(n, heads, F, d)``; ``value`` and ``out`` are contiguous
-        ``(n, heads, F, d)``, or ``(n, heads, d, F)`` (``V^T`` and the transposed result) when ``transposed``
-        (see :meth:`transposed_product`); ``out`` in any dtype. One logits buffer of at most ``max_bytes``
-        (see :meth:`chunk_shape`; float32, float64 for float64 inputs) serves every chunk. The logits are
-        formed once in base 2 (``scale * log2(e)`` folded into the product), biased and exponentiated in
-        place, and the product with ``V`` is divided by the row sums, which leaves the ``(F, F)`` logits
-        unnormalised (see :meth:`_exponentiate`).
-        """
-        batch, heads, num_frames, head_dim = query.shape
-        dtype = torch.promote_types(query.dtype, torch.float32)
-        copies = dtype != query.dtype
-        seqs, group = self.chunk_shape(heads, num_frames, head_dim, max_bytes, dtype.itemsize, copies)
-        bias, shifted_bias, spread = self.bias_terms(num_frames, query.device, dtype)
-        logits_buffer = torch.empty(min(seqs, batch) * group * num_frames**2, dtype=dtype, device=query.device)
-        # a chunk is a range of (sequence, head) pairs: whole sequences, or heads of one sequence
-        flat = [t.flatten(0, 1) for t in (query, key, value, out)]  # (n*heads, F, d) or (n*heads, d, F)
-        for start in range(0, batch, seqs):
-            stop = min(start + seqs, batch)
-            for first in range(0, heads, group):
-                width = min(first + group, heads) - first
-                pairs = slice(start * heads + first, (stop - 1) * heads + first + width)
-                q, k, v, o = (t[pairs] for t in flat)
-                if copies:
-                    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-                scores = logits_buffer[:q.shape[0] * num_frames**2].view(-1, num_frames, num_frames)
-                torch.baddbmm(scores, q, k.transpose(1, 2), beta=0, alpha=scale * LOG2_E, out=scores)
-                self._exponentiate(scores.view(-1, width, num_frames, num_frames), bias, shifted_bias, spread)
-                sums = scores.sum(-1)  # (pairs, F)
-                a, b = (v, scores.transpose(1, 2)) if transposed else (scores, v)
-                sums = sums[:, None, :] if transposed else sums[:, :, None]
-                if copies:
-                    o.copy_(torch.bmm(a, b).div_(sums))
-                else:
-                    torch.bmm(a, b, out=o).div_(sums)
-
-    def _exponentiate(self, logits: torch.Tensor, bias: torch.Tensor, shifted_bias: torch.Tensor,
-                      spread: float) -> None:
-        """``2 ** (S + M * bias - c)`` in place for base-2 logits ``S`` ``(c, heads, F, F)``.
-
-        ``bias``, ``shifted_bias`` and ``spread`` are the :meth:`bias_terms`. ``c`` is a per-row shift that
-        keeps the powers in range; softmax does not depend on it. For ``"row"`` maxima it is
-        ``M * (1 + max(bias))``, which bounds every power by 1 (``M >= 0``) or puts the largest at 1 or above
-        (``M < 0``), so one pass adds the bias and the shift together (``M * shifted_bias``); it is used
-        while ``|M| * spread`` stays within ``EXPONENT_RANGE`` (the powers then lie within ``2 ** +-64``: no
-        overflow, and the largest far above float32's underflow). Otherwise (``"head"`` and ``"global"``
-        maxima, which may lie far above a row's, or very large logits) ``c`` is the biased row's maximum, at
-        the cost of one more pass over the logits.
-        """
-        peak = self._peak(logits)
-        if self.max_mode == "row" and torch.linalg.vector_norm(peak, math.inf).item() * spread <= EXPONENT_RANGE:
-            logits.addcmul_(peak, shifted_bias)
-        else:
-            logits.addcmul_(peak, bias)
-            logits.sub_(logits.amax(-1, keepdim=True))
-        logits.exp2_()
-
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
-                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                 temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if not self.active:
-            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
-        if encoder_hidden_states is not None or attention_mask is not None:
-            raise ValueError("TAR applies to temporal self-attention only (no context, no mask)")
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch_size, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
-        batch_size, num_frames, _ = hidden_states.shape
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
-        def heads_of(projected: torch.Tensor) -> torch.Tensor:
-            """``(n, F, heads*d)`` -> ``(n, heads, F, d)`` (a view)."""
-            return projected.view(batch_size, num_frames, attn.heads, -1).transpose(1, 2)
-
-        # head-major copies replace the projections one at a time, so at most four tensors of the size of
-        # `value` are alive at once (stock attention holds five while it projects its output); the logits
-        # buffer is bounded by one more
-        query = heads_of(attn.to_q(hidden_states))
-        query = (attn.norm_q(query) if attn.norm_q is not None else query).contiguous()
-        key = heads_of(attn.to_k(hidden_states))
-        key = (attn.norm_k(key) if attn.norm_k is not None else key).contiguous()
-        transposed = self.transposed_product(num_frames, query.shape[-1])
-        value = heads_of(attn.to_v(hidden_states))
-        value = (value.transpose(-1, -2) if transposed else value).contiguous()  # (n, heads, d, F) or (n, heads, F, d)
-        out = torch.empty_like(value)
-        self._attend(query, key, value, out, attn.scale, self.chunk_bound(value), transposed)
-        del query, key, value
-        hidden_states = out.permute(0, 3, 1, 2) if transposed else out.transpose(1, 2)  # (n, F, heads, d)
-        hidden_states = hidden_states.reshape(batch_size, num_frames, -1)
-        del out
-
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states.div_(attn.rescale_output_factor)
 
 
 _PRESET_TOKEN = re.compile(r"^(?P<res>64|32|16|8|init)D(?P<sigma>\d+(?:\.\d+)?)(?:S(?P<strength>\d+(?:\.\d+)?))?$")
@@ -500,10 +327,9 @@ def apply_tar(model: nn.Module, config: TARConfig | str = "64D1", state: TARStat
     state = state or TARState()
     for layer in layers:
         if layer.level in config.sigmas:
-            make = getattr(layer, "make_tar_processor", TARProcessor)  # a layout's own attention, else temporal
-            layer.set_processor(make(
+            layer.set_processor(TARProcessor(
                 config.sigmas[layer.level], config.strength_at(layer.level), config.max_mode,
-                state=state, fallback=layer.processor, matrix=matrix,
+                state=state, fallback=layer.processor, matrix=matrix, layout=layer.frame_layout,
             ))
     return state
 

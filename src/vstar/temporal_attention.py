@@ -10,29 +10,39 @@ its resolution level (0 = highest resolution, the paper's "64"; -1 = the block b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from diffusers.models.attention_processor import Attention
 from torch import nn
+
+from vstar.frame_attention.layout import FrameLayout
+from vstar.frame_attention.temporal import TEMPORAL
 
 INIT_LEVEL = -1  # the temporal block before the down path (`transformer_in`, the paper's "init")
 
 
 @dataclass(frozen=True)
 class TemporalAttentionLayer:
-    """One temporal self-attention module, its name in the model and its resolution level (-1 = init block).
+    """One frame-structured self-attention module, its name in the model and its level (-1 = init block).
 
-    Processors attach through :meth:`set_processor`; a family whose temporal attention needs another
-    attachment (e.g. a wrapper that reshapes frame-major tokens) subclasses this. ``layout`` says how the
-    frames reach the layer: ``"temporal"`` (one sequence of frames per latent pixel, the UNets) or
-    ``"spatiotemporal"`` (frame-major tokens of all frames in one attention, the video transformers, where
-    ``level`` is the block index and the subclass makes its own TAR processor, ``make_tar_processor``).
+    Processors attach through :meth:`set_processor`. :attr:`frame_layout` says how the frames reach the
+    layer (:class:`~vstar.frame_attention.layout.FrameLayout`): the UNets' temporal layout (one sequence of
+    frames per latent pixel) by default; a family with another layout (a video transformer's frame-major
+    tokens, where ``level`` is the block index) subclasses this and returns its own.
     """
 
     name: str
     level: int
     module: Attention
-    layout: ClassVar[str] = "temporal"
+
+    @property
+    def frame_layout(self) -> FrameLayout:
+        return TEMPORAL
+
+    @property
+    def layout(self) -> str:
+        """The layout's kind: ``"temporal"`` or ``"spatiotemporal"``."""
+        return self.frame_layout.kind
 
     @property
     def processor(self) -> Any:

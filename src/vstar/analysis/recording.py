@@ -4,16 +4,19 @@
 ...     unet(latents, t, encoder_hidden_states=text)
 >>> rec.maps["down_blocks.0.temp_attentions.0.transformer_blocks.0.attn1"]   # (F, F), rows sum to 1
 
-Each recorded layer's processor is wrapped: before the wrapped processor runs, the wrapper recomputes the
-queries and keys in bounded chunks of sequences, asks which probabilities the wrapped processor attends with
-(stock softmax, TAR's band when TAR is installed, a replacement) and adds them up over heads and sequences.
-Only ``(F, F)`` sums are kept: one per layer and call, never per-pixel maps. The model's output is the
-wrapped processor's, unchanged. Install the recorder last (innermost ``with``, after TAR or a replacement):
-it wraps whatever processor it finds.
+Each recorded layer's processor is wrapped: before the wrapped processor runs, the wrapper takes the rule
+the wrapped processor attends with (stock attention, TAR's bias when TAR is installed, a replacement's frame
+weights) and asks the layer's layout for the frame map under it
+(:meth:`~vstar.frame_attention.layout.FrameLayout.frame_mass`): on a UNet's temporal layer the probabilities
+of bounded chunks of sequences, added up over heads and sequences; on a video transformer's spatio-temporal
+layer the mass each query token puts on each key frame, per key frame and never ``N x N``, averaged over
+heads and the query frame's tokens. Only ``(F, F)`` sums are kept: one per layer and call. The model's output
+is the wrapped processor's, unchanged. Install the recorder last (innermost ``with``, after TAR or a
+replacement): it wraps whatever processor it finds.
 
 ``differentiable=True`` keeps the maps in the autograd graph on the model's device (for losses on attention,
-:mod:`vstar.noise`); each chunk is checkpointed, so the extra memory held for the backward pass is one
-chunk's probabilities, not every sequence's.
+:mod:`vstar.noise`; temporal layers): each chunk is checkpointed, so the extra memory held for the backward
+pass is one chunk's probabilities, not every sequence's.
 """
 
 from __future__ import annotations
@@ -23,16 +26,10 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
-from diffusers.models.attention_processor import Attention
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from vstar.analysis.processors import (
-    attention_probabilities,
-    check_self_attention,
-    frames_in,
-    queries_and_keys,
-)
+from vstar.frame_attention.layout import FrameLayout
+from vstar.frame_attention.processor import FrameAttentionProcessor, check_self_attention, logits_dtype
 from vstar.temporal_attention import TemporalAttentionLayer, temporal_attention_layers
 
 Branch = Literal["all", "cond", "uncond"]
@@ -58,42 +55,28 @@ def chosen_layers(model: nn.Module, levels: Iterable[int] | None) -> list[Tempor
 
 
 class RecordingProcessor:
-    """Wraps a temporal attention processor; reports the probabilities it uses to ``recorder`` under ``name``."""
+    """Wraps a frame-structured attention processor and reports the frame map it attends with to ``recorder``
+    under ``name``: the rule of ``inner`` when it is an active edit (TAR's bias, a replacement's weights),
+    stock attention otherwise, read by the layer's ``layout``
+    (:meth:`~vstar.frame_attention.layout.FrameLayout.frame_mass`). The output is ``inner``'s, unchanged."""
 
-    def __init__(self, inner: Any, recorder: AttentionRecorder, name: str):
+    def __init__(self, inner: Any, recorder: AttentionRecorder, name: str, layout: FrameLayout):
         self.inner = inner
         self.recorder = recorder
         self.name = name
+        self.layout = layout
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
-                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                 temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
         check_self_attention("attention recording", encoder_hidden_states, attention_mask)
         with contextlib.nullcontext() if self.recorder.differentiable else torch.no_grad():
-            self.recorder.add(self.name, self.summed_probabilities(attn, hidden_states, temb))
-        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
-
-    def summed_probabilities(self, attn: Attention, hidden_states: torch.Tensor,
-                             temb: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """The float64 sum ``(F, F)`` of the probabilities over heads and the branch's sequences (on the CPU,
-        or on the model's device and differentiable), and how many ``(F, F)`` maps it adds up."""
-        sequences, _ = frames_in(attn, hidden_states, temb)  # (n, F, C)
-        sequences = self.recorder.branch_rows(sequences)
-        n, frames, _ = sequences.shape
-        per_sequence = 4 * attn.heads * frames * frames
-        step = max(1, self.recorder.max_chunk_bytes // per_sequence)
-        total = torch.zeros(frames, frames, dtype=torch.float64, device=sequences.device)
-        for chunk in sequences.split(step):
-            if torch.is_grad_enabled():  # recompute the chunk's probabilities in the backward pass
-                total = total + checkpoint(self.chunk_sum, attn, chunk, use_reentrant=False)
-            else:
-                total += self.chunk_sum(attn, chunk)
-        return (total if self.recorder.differentiable else total.cpu()), n * attn.heads
-
-    def chunk_sum(self, attn: Attention, sequences: torch.Tensor) -> torch.Tensor:
-        """The float64 sum ``(F, F)`` of the probabilities of ``sequences`` ``(n, F, C)`` over heads and sequences."""
-        query, key = queries_and_keys(attn, sequences)
-        return attention_probabilities(self.inner, query, key, attn.scale).sum(dim=(0, 1), dtype=torch.float64)
+            call = self.layout.inputs(attn, hidden_states, args, kwargs)
+            rule = None
+            if isinstance(self.inner, FrameAttentionProcessor):
+                rule = self.inner.current_rule(call.frames, call.device, logits_dtype(call.dtype))
+            total, count = self.layout.frame_mass(call, rule, self.recorder.branch_rows, self.recorder.max_chunk_bytes)
+        self.recorder.add(self.name, (total if self.recorder.differentiable else total.cpu(), count))
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
 
 
 class AttentionRecorder:
@@ -173,8 +156,7 @@ class AttentionRecorder:
         self._hook = self.denoiser.register_forward_pre_hook(self._see_batch, with_kwargs=True)
         for layer in self.layers:
             inner = layer.processor
-            make = getattr(layer, "make_recording_processor", RecordingProcessor)  # a layout's own, else temporal
-            layer.set_processor(make(inner, self, layer.name))
+            layer.set_processor(RecordingProcessor(inner, self, layer.name, layer.frame_layout))
             self._installed.append((layer, inner))
         return self
 

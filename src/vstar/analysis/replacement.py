@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from vstar.analysis.processors import check_self_attention, frames_in
 from vstar.analysis.recording import chosen_layers
+from vstar.frame_attention.layout import FrameLayout, FrameWeights
+from vstar.frame_attention.processor import FrameAttentionProcessor
 from vstar.frame_attention.spatiotemporal import ReplacementMode, replacement_weights
 from vstar.temporal_attention import TemporalAttentionLayer
 
@@ -28,33 +28,23 @@ def check_mode(mode: str) -> None:
                          "itself) or uniform (each frame attends to all frames equally)")
 
 
-class ReplacementProcessor:
-    """Temporal self-attention with a fixed map: ``I_F`` (``"identity"``) or ``J_F / F`` (``"uniform"``).
+class ReplacementProcessor(FrameAttentionProcessor):
+    """Frame-structured self-attention with a fixed frame map: ``I_F`` (``"identity"``) or ``J_F / F``
+    (``"uniform"``), :func:`vstar.frame_attention.replacement_weights`, the same for every layout. On a temporal
+    layer (a token per frame) each output frame is its own value, or the mean value over frames; on a
+    spatio-temporal layer each query attends only to its own frame's keys, or puts mass ``1/F`` on every key
+    frame with the softmax kept within each frame. ``fallback`` is the processor it replaced (restored on
+    removal)."""
 
-    ``fallback`` is the processor it replaced (restored on removal).
-    """
+    edit_name = "attention replacement"
 
-    def __init__(self, mode: ReplacementMode, fallback: Any = None):
+    def __init__(self, mode: ReplacementMode, fallback: Any = None, layout: FrameLayout | None = None):
         check_mode(mode)
+        super().__init__(layout, fallback)
         self.mode = mode
-        self.fallback = fallback
 
-    def attention_probabilities(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
-        """The fixed map (:func:`vstar.frame_attention.replacement_weights`, the same for every layout) broadcast
-        to ``(n, heads, F, F)`` float32 (a view, no per-sequence memory)."""
-        frames = query.shape[-2]
-        fixed = replacement_weights(frames, self.mode, device=query.device).float()
-        return fixed.expand(*query.shape[:-2], frames, frames)
-
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
-                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                 temb: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
-        check_self_attention("attention replacement", encoder_hidden_states, attention_mask)
-        sequences, finish = frames_in(attn, hidden_states, temb)
-        value = attn.to_v(sequences)  # (n, F, heads*d): I_F @ V is V, J_F/F @ V the mean over frames
-        if self.mode == "uniform":
-            value = value.mean(dim=1, keepdim=True).expand_as(value)
-        return finish(value)
+    def rule(self, frames: int, device: torch.device, dtype: torch.dtype) -> FrameWeights:
+        return FrameWeights(replacement_weights(frames, self.mode, device=device).to(dtype))
 
 
 class AttentionReplacement:
@@ -92,8 +82,7 @@ def replace_temporal_attention(model: nn.Module, mode: ReplacementMode,
     installed = []
     for layer in chosen_layers(model, levels):
         old = layer.processor
-        make = getattr(layer, "make_replacement_processor", ReplacementProcessor)  # a layout's own, else temporal
-        layer.set_processor(make(mode, fallback=old))
+        layer.set_processor(ReplacementProcessor(mode, fallback=old, layout=layer.frame_layout))
         installed.append((layer, old))
     return AttentionReplacement(installed, mode)
 

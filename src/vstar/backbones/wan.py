@@ -16,9 +16,10 @@ Wan 2.2 A14B (two experts: ``transformer`` for timesteps at or above ``boundary_
 ``transformer_2`` below). Prompts are encoded as ``WanPipeline`` encodes them (cleaned, 512 UMT5 tokens, the
 padding's states zeroed), and sampling uses the model's own ``UniPCMultistepScheduler`` in flow mode.
 
-TAR acts on the full 3D self-attention (``attn1``) as a bias on the latent-frame distance between query and
-key, scaled by the query row's maximum logit (:class:`WanFrameTAR`, on the blocks a preset names, e.g.
-``b0-9D2``). Not handled yet: attention recording and replacement on ``attn1``, image input.
+TAR, the identity/uniform replacement and the attention recording act on the full 3D self-attention
+(``attn1``) through its frame-structured layout (:class:`WanLayout`): TAR as a bias on the latent-frame
+distance between query and key, scaled by the query row's maximum logit, on the blocks a preset names (e.g.
+``b0-9D2``). Not handled: image input.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
-from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.utils.torch_utils import get_module_execution_device
 from torch import nn
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
@@ -44,9 +44,8 @@ from vstar.backbones.base import Backbone, BackboneDefaults
 from vstar.backbones.clip_tokenizer import VOCAB_SIZE, offline_clip_tokenizer
 from vstar.backbones.loading import default_device, model_source, seeded
 from vstar.backbones.registry import defaults_for_model_id, get_spec
-from vstar.frame_attention import frame_attention_map, replaced_attention, tar_attention
+from vstar.frame_attention.spatiotemporal import SpatioTemporalCall, SpatioTemporalLayout
 from vstar.sampling import FlowMatchScheduler, SchedulerAdapter
-from vstar.tar import TARProcessor, TARState
 from vstar.temporal_attention import TemporalAttentionLayer
 
 TEXT_LENGTH = 512  # UMT5 tokens per prompt, as WanPipeline encodes them
@@ -103,17 +102,10 @@ class WanSelfAttention(TemporalAttentionLayer):
     """A Wan block's full 3D self-attention as a frame-structured layer (level = block index)."""
 
     grid: FrameGrid = field(default_factory=FrameGrid)
-    layout: ClassVar[str] = "spatiotemporal"
 
-    def make_tar_processor(self, sigma: float, strength: float, max_mode: str, *, state: TARState | None,
-                           fallback: Any, matrix: torch.Tensor | None) -> WanFrameTAR:
-        return WanFrameTAR(sigma, strength, max_mode, state=state, fallback=fallback, matrix=matrix, grid=self.grid)
-
-    def make_replacement_processor(self, mode: str, fallback: Any) -> WanReplacement:
-        return WanReplacement(mode, fallback, self.grid)
-
-    def make_recording_processor(self, inner: Any, recorder: Any, name: str) -> WanRecording:
-        return WanRecording(inner, recorder, name, self.grid)
+    @property
+    def frame_layout(self) -> WanLayout:
+        return WanLayout(self.grid)
 
 
 def self_attention_inputs(attn: nn.Module, hidden_states: torch.Tensor,
@@ -130,94 +122,29 @@ def self_attention_inputs(attn: nn.Module, hidden_states: torch.Tensor,
     return query, key, value
 
 
-def self_attention_output(attn: nn.Module, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``(B, N, H, d)`` attention result -> the module's output (heads merged, output projection)."""
-    return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(like)))
+class WanLayout(SpatioTemporalLayout):
+    """The spatio-temporal layout of Wan's self-attention (``attn1``): Wan's projections, RMS norms and 3D RoPE
+    (:func:`self_attention_inputs`), the output projection, and the latent frames of the transformer call in
+    progress (``grid``, set by :meth:`WanBackbone.model_output`). TAR, the replacements and the recording
+    are the layout's (:class:`~vstar.frame_attention.spatiotemporal.SpatioTemporalLayout`)."""
 
-
-def grid_frames(grid: FrameGrid, hidden_states: torch.Tensor) -> int:
-    """The latent frames of the call in progress; an error outside :meth:`WanBackbone.model_output`."""
-    frames = grid.frames
-    if frames is None or hidden_states.shape[1] % frames:
-        raise ValueError("frame-structured attention on Wan needs the latent frames of the call: run the "
-                         "transformer through WanBackbone.model_output")
-    return frames
-
-
-class WanReplacement:
-    """A Wan self-attention with a fixed frame map (paper figure 5): each query attends only to the keys of its
-    own latent frame (``"identity"``), or puts mass ``1/F`` on every frame's keys, the softmax kept inside each
-    frame (``"uniform"``); :func:`vstar.frame_attention.replaced_attention`. ``fallback`` is restored on removal."""
-
-    def __init__(self, mode: str, fallback: Any, grid: FrameGrid):
-        self.mode, self.fallback, self.grid = mode, fallback, grid
-
-    def __call__(self, attn: nn.Module, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, rotary_emb: Any = None, **kwargs: Any) -> torch.Tensor:
-        query, key, value = self_attention_inputs(attn, hidden_states, rotary_emb)
-        out = replaced_attention(query, key, value, grid_frames(self.grid, hidden_states), self.mode)
-        return self_attention_output(attn, out, query)
-
-
-class WanRecording:
-    """Wraps a Wan self-attention processor and reports its frame map to ``recorder``: per query frame, the
-    attention mass on each key frame, averaged over heads and the frame's query tokens (rows sum to 1), with
-    whichever edit ``inner`` makes (TAR's bias, a replacement, none)."""
-
-    def __init__(self, inner: Any, recorder: Any, name: str, grid: FrameGrid):
-        self.inner, self.recorder, self.name, self.grid = inner, recorder, name, grid
-
-    def __call__(self, attn: nn.Module, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, rotary_emb: Any = None, **kwargs: Any) -> torch.Tensor:
-        frames = grid_frames(self.grid, hidden_states)
-        with torch.no_grad():
-            query, key, value = self_attention_inputs(attn, hidden_states, rotary_emb)
-            rows = self.recorder.branch_rows(torch.arange(query.shape[0]))
-            edit: dict[str, Any] = {}
-            if isinstance(self.inner, WanFrameTAR) and self.inner.active:
-                edit = {"matrix": self.inner.frame_band(frames, query), "strength": self.inner.strength}
-            elif isinstance(self.inner, WanReplacement):
-                edit = {"mode": self.inner.mode}
-            frame_map = frame_attention_map(query[rows], key[rows], value[rows], frames, **edit).map  # (b, H, F, F)
-        self.recorder.add(self.name, (frame_map.double().sum(dim=(0, 1)).cpu(), frame_map.shape[0] * frame_map.shape[1]))
-        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
-
-
-class WanFrameTAR(TARProcessor):
-    """TAR on a Wan self-attention: ``S'_ij = S_ij + strength * m_i * dA[f(i), f(j)]`` over latent frames,
-    ``m_i`` the query row's maximum logit (:func:`vstar.frame_attention.tar_attention`: one fused attention
-    call with the bias as extra head dimensions, through the wrapped processor's attention backend; exact,
-    no ``N x N`` tensor). The projections, norms and 3D RoPE are Wan's; the band spans ``grid.frames`` latent
-    frames (or ``matrix``, a reference video's similarity resampled to them). While TAR is inactive (after the
-    early steps, strength 0) the wrapped processor runs. Only the row maximum (``max_mode="row"``) exists here.
-    """
-
-    def __init__(self, sigma: float | None, strength: float, max_mode: str = "row", *, state: TARState | None,
-                 fallback: Any, matrix: torch.Tensor | None, grid: FrameGrid):
-        if max_mode != "row":
-            raise ValueError(f"TAR on a transformer takes the maximum per query row; max_mode {max_mode!r} is for "
-                             "UNets' temporal attention")
-        super().__init__(sigma, strength, max_mode, state=state, fallback=fallback, matrix=matrix)
+    def __init__(self, grid: FrameGrid):
         self.grid = grid
 
-    def frame_band(self, frames: int, query: torch.Tensor) -> torch.Tensor:
-        """The ``(F', F')`` band (or matrix) over latent frames on the queries' device, float64 for float64
-        queries and float32 otherwise (what the attention's logits are computed in)."""
-        return self.band(frames, query.device, torch.float64 if query.dtype == torch.float64 else torch.float32)
-
-    def __call__(self, attn: nn.Module, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, rotary_emb: Any = None, **kwargs: Any) -> torch.Tensor:
-        if not self.active or encoder_hidden_states is not None or attention_mask is not None:
-            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
-        frames = grid_frames(self.grid, hidden_states)
+    def inputs(self, attn: Any, hidden_states: torch.Tensor, args: tuple,
+               kwargs: dict[str, Any]) -> SpatioTemporalCall:
+        frames = self.grid.frames
+        if frames is None or hidden_states.shape[1] % frames:
+            raise ValueError("frame-structured attention on Wan needs the latent frames of the call: run the "
+                             "transformer through WanBackbone.model_output")
+        rotary_emb = args[0] if args else kwargs.get("rotary_emb")
         query, key, value = self_attention_inputs(attn, hidden_states, rotary_emb)
-        backend = getattr(self.fallback, "_attention_backend", None)
 
-        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-            return dispatch_attention_fn(q, k, v, scale=scale, backend=backend)
+        def finish(out: torch.Tensor) -> torch.Tensor:
+            """``(B, N, H, d)`` -> the module's output (heads merged, output projection)."""
+            return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(hidden_states)))
 
-        out = tar_attention(query, key, value, frames, self.frame_band(frames, query), self.strength, attend=attend)
-        return self_attention_output(attn, out, query)
+        return SpatioTemporalCall(frames, query.device, query.dtype, finish, query, key, value)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

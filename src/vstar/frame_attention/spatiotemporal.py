@@ -40,10 +40,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F_nn
+
+from vstar.frame_attention.layout import Branch, FrameBias, FrameLayout, FrameRule, FrameWeights, LayerCall
 
 ReplacementMode = Literal["identity", "uniform"]
 TARMethod = Literal["augment", "blocks"]
@@ -338,3 +341,74 @@ def frame_attention_map(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame
     bias = None if matrix is None else tar_bias(q, k, frames, matrix, strength, scale=scale,
                                                   query_chunk=query_chunk)
     return frame_blocks(q, k, v, frames, scale=scale, bias=bias, query_chunk=query_chunk, return_map=True)
+
+
+@dataclass
+class SpatioTemporalCall(LayerCall):
+    """A spatio-temporal layer's call: ``query``, ``key``, ``value`` ``(B, N, H, d)`` frame-major, after the
+    family's projections, norms and positional encoding; ``scale`` of the logits (None: ``d ** -0.5``)."""
+
+    query: torch.Tensor | None = None
+    key: torch.Tensor | None = None
+    value: torch.Tensor | None = None
+    scale: float | None = None
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The queries, keys and values, released from the call (so that the attention can free them)."""
+        tensors = self.query, self.key, self.value
+        self.query = self.key = self.value = None
+        return tensors  # type: ignore[return-value]
+
+
+class SpatioTemporalLayout(FrameLayout):
+    """Full 3D self-attention over frame-major tokens (the video transformers): ``N = F * P`` tokens, a bias
+    on the latent-frame distance between query and key.
+
+    TAR (:class:`FrameBias`, row maxima only) runs as ONE fused attention call through the attention backend
+    of the processor it replaced (:func:`tar_attention`, method ``"augment"``, via diffusers'
+    ``dispatch_attention_fn``); the replacements (:class:`FrameWeights`) and the recording merge per key frame
+    (:func:`frame_blocks`). A model family subclasses this and implements :meth:`inputs` (its projections,
+    norms and positional encoding, and how many latent frames the call spans).
+    """
+
+    kind: ClassVar[str] = "spatiotemporal"
+    max_modes: ClassVar[tuple[str, ...]] = ("row",)
+
+    def check_max_mode(self, max_mode: str) -> None:
+        if max_mode not in self.max_modes:
+            raise ValueError(f"TAR on a transformer takes the maximum per query row; max_mode {max_mode!r} is for "
+                             "UNets' temporal attention")
+
+    def attend(self, call: LayerCall, rule: FrameBias | FrameWeights, backend: Any = None) -> torch.Tensor:
+        """``(B, N, H, d)`` under ``rule``; ``backend``: diffusers' attention backend of the fused TAR call."""
+        query, key, value = call.take()
+        if isinstance(rule, FrameWeights):
+            return frame_blocks(query, key, value, call.frames, scale=call.scale, weights=rule.weights).out
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+            return dispatch_attention_fn(q, k, v, scale=scale, backend=backend)
+
+        matrix = rule.matrix.to(query.device, _compute_dtype(query.dtype))
+        return tar_attention(query, key, value, call.frames, matrix, rule.strength, scale=call.scale, attend=attend)
+
+    def frame_mass(self, call: LayerCall, rule: FrameRule, branch: Branch,
+                   max_chunk_bytes: int) -> tuple[torch.Tensor, int]:
+        """Per key frame blocks of :func:`frame_blocks` (``max_chunk_bytes`` of logits per query chunk; the
+        replacements: its own choice), never ``N x N``; not differentiable."""
+        if torch.is_grad_enabled():
+            raise ValueError("differentiable recording (the attention loss of --optimize-noise) is not available "
+                             "on a transformer's spatio-temporal attention; record without gradients")
+        rows = branch(torch.arange(call.query.shape[0], device=call.query.device))
+        query, key, value = (x[rows] for x in call.take())
+        batch, tokens, heads, _ = query.shape
+        query_chunk = max(1, max_chunk_bytes // (4 * batch * heads * (tokens // call.frames)))
+        if isinstance(rule, FrameWeights):
+            mapped = frame_blocks(query, key, value, call.frames, scale=call.scale, weights=rule.weights,
+                                  return_map=True)
+        else:
+            bias = None if rule is None else tar_bias(query, key, call.frames, rule.matrix, rule.strength,
+                                                      scale=call.scale, query_chunk=query_chunk)
+            mapped = frame_blocks(query, key, value, call.frames, scale=call.scale, bias=bias,
+                                  query_chunk=query_chunk, return_map=True)
+        return mapped.map.double().sum(dim=(0, 1)), batch * heads
