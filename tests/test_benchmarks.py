@@ -19,7 +19,7 @@ def scripts():
     try:
         yield {name: importlib.import_module(name) for name in ("tar_overhead", "scaling", "vs_freenoise",
                                                                       "wan_step", "memory_per_pixel",
-                                                                      "frame_tar_overhead")}
+                                                                      "frame_tar_overhead", "wan_presets")}
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -164,3 +164,15 @@ def test_frame_tar_overhead_full_is_wan_size_and_needs_a_gpu(scripts):
     assert args.frames == [21, 41]
     with pytest.raises(SystemExit, match="use --device cuda"):
         scripts["frame_tar_overhead"].main(["--full"])
+
+
+def test_wan_presets_measure_what_tar_does_to_the_frame_maps(scripts, tmp_path):
+    out = tmp_path / "presets.csv"
+    scripts["wan_presets"].main(["--frames", "9", "--videos", "1", "--steps", "2", "--presets", "off", "b0D1",
+                                 "--csv", str(out)])
+    off, tar = read_rows(out)
+    assert (off["preset"], tar["preset"], off["latent_frames"]) == ("off", "b0D1", "3")
+    assert float(off["band"]) == float(off["band active"]) > 0
+    assert float(tar["band active"]) < float(off["band active"])  # TAR keeps the queries nearer their own frame
+    for row in (off, tar):
+        assert float(row["latent step"]) > 0 and float(row["change"]) > 0 and float(row["flicker"]) > 0

@@ -130,3 +130,15 @@ def test_sidecars_of_version_0_1_0_still_load():
     assert modelscope.cond_fps is None and modelscope.fps == 5
     new = {"vstar_version": "0.2.0", "settings": vc2.to_dict()}
     assert config_from_sidecar(new, get_spec("videocrafter2").defaults) == vc2
+
+
+@pytest.mark.parametrize("model,frames,preset", [
+    ("tiny-wan", 17, "b0D1"), ("tiny-wan", 57, "b0D1"), ("tiny-wan", 61, "b0D2"), ("tiny-wan", 161, "b0D2"),
+    ("wan2.1-t2v-1.3b", 81, "b0-9D2"), ("wan2.1-t2v-14b", 41, "b0-12D1"), ("tiny-modelscope", 64, "64D1"),
+])
+def test_the_default_tar_preset_follows_the_latent_frames(model, frames, preset):
+    """A model's own preset (tar="default"): Wan's sigma grows from 1 to 2 latent frames at 16 latent frames."""
+    defaults = get_spec(model).defaults
+    resolved = GenerationConfig(num_frames=frames).resolved(defaults)
+    assert resolved.tar == TARConfig.parse(preset)
+    assert GenerationConfig(num_frames=frames, tar=None).resolved(defaults).tar is None

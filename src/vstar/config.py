@@ -114,7 +114,9 @@ class GenerationConfig:
             if not isinstance(self.replace_attention, str):
                 raise ValueError(f"replace_attention must be text like 'identity:64,32', got {self.replace_attention!r}")
             _, levels = parse_replacement(self.replace_attention)
-            both = sorted(set(levels) & set(self.tar.sigmas if isinstance(self.tar, TARConfig) else ()))
+            same_unit = isinstance(self.tar, TARConfig) and (self.tar.unit == "block") == names_blocks(
+                self.replace_attention)  # otherwise check_levels names the mismatch once the model is known
+            both = sorted(set(levels) & set(self.tar.sigmas if same_unit else ()))
             if both:
                 raise ValueError(f"--replace-attention {self.replace_attention} and TAR ({self.tar.to_preset()}) both "
                                  f"set the attention of level(s) {both}; choose other levels or pass --no-tar")
@@ -144,7 +146,8 @@ class GenerationConfig:
         }
         changes = {k: v for k, v in fill.items() if getattr(self, k) is None}
         if self.tar == MODEL_TAR:
-            changes["tar"] = TARConfig.parse(defaults.tar) if defaults.tar is not None else None
+            preset = defaults.tar_preset(changes.get("num_frames", self.num_frames))
+            changes["tar"] = TARConfig.parse(preset) if preset is not None else None
         return self.replace(**changes)
 
     def check_for(self, defaults: BackboneDefaults, name: str) -> None:

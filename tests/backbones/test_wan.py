@@ -14,6 +14,7 @@ from vstar import VSTARPipeline
 from vstar.backbones import get_spec, load_backbone
 from vstar.backbones.wan import TEXT_LENGTH, cross_attentions, prompt_clean
 from vstar.conditioning import interpolate_embeddings
+from vstar.tar import TARConfig
 
 TINY_WANS = ["tiny-wan", "tiny-wan2.2-a14b", "tiny-wan2.2-ti2v"]
 PROMPT = "a city street from day to night"
@@ -159,14 +160,23 @@ def test_full_size_entries_match_the_published_models(name):
     assert defaults.latent_channels == config["in_channels"]
     assert defaults.vae_scale_factor * 2 == defaults.size_multiple  # the VAE's factor times the 2x2 patch
     assert defaults.parameters == experts * count + UMT5_XXL_AND_VAE[config["in_channels"]]  # weights in memory
-    assert defaults.temporal_compression == 4 and defaults.tar is None and defaults.attention_layout == "spatiotemporal"
+    assert defaults.temporal_compression == 4 and defaults.attention_layout == "spatiotemporal"
+    assert defaults.latent_frames(57) == 15 and defaults.latent_frames(61) == 16
+    # TAR by default on the first third of the blocks: sigma 1 latent frame, 2 from 16 latent frames (61 frames) on
+    first_third = set(range(config["num_layers"] // 3))
+    short, long = TARConfig.parse(defaults.tar_preset(57)), TARConfig.parse(defaults.tar_preset(61))
+    assert set(short.sigmas) == set(long.sigmas) == first_third
+    assert set(short.sigmas.values()) == {1.0} and set(long.sigmas.values()) == {2.0}
     assert defaults.temporal_attention_levels == tuple(range(config["num_layers"]))  # TAR names the blocks
 
 
 # --- the command line ----------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name,tar", [("tiny-wan", []), ("tiny-wan2.2-a14b", []), ("tiny-wan", ["--tar", "b0-1D2"])])
-def test_generate_and_reproduce_offline(tmp_path, name, tar):
+@pytest.mark.parametrize("name,tar,recorded", [
+    ("tiny-wan", [], "b0D1"), ("tiny-wan2.2-a14b", [], "b0D1"), ("tiny-wan", ["--tar", "b0-1D2"], "b0-1D2"),
+    ("tiny-wan", ["--no-tar"], None),
+])
+def test_generate_and_reproduce_offline(tmp_path, name, tar, recorded):
     from vstar.cli import app
     from vstar.io import read_video
 
@@ -177,7 +187,7 @@ def test_generate_and_reproduce_offline(tmp_path, name, tar):
     assert result.exit_code == 0, result.output
     assert read_video(out).shape == (17, 64, 64, 3)
     meta = json.loads((tmp_path / "street.json").read_text())
-    assert meta["settings"]["tar"] == (tar[1] if tar else None)
+    assert meta["settings"]["tar"] == recorded  # the model's default preset for 5 latent frames unless told
     assert len(meta["synopsis"]) > 1 and meta["keyframes"][-1] == 16
     again = tmp_path / "again.mp4"
     result = runner.invoke(app, ["generate", "--from", str(tmp_path / "street.json"), "--quiet", "--out", str(again)])

@@ -45,7 +45,8 @@ class BackboneDefaults:
     before loading; ``latent_channels`` and ``vae_scale_factor`` (pixels per latent pixel), which with
     ``temporal_compression`` give the latent shape. The defaults are those of SD-style KL-f8 models.
     ``tar``: the TAR preset a generation uses when none is asked for (the paper's ``64D1`` for the UNets;
-    None for a model whose attention TAR does not act on). ``frame_chunking``: whether the denoiser can run in
+    None for a model whose attention TAR does not act on); ``tar_long`` replaces it from ``tar_long_from``
+    latent frames on (:meth:`tar_preset`). ``frame_chunking``: whether the denoiser can run in
     chunks of frames (:mod:`vstar.chunking`: a UNet's spatial and temporal layers; not a transformer whose
     attention spans all frames).
     """
@@ -68,9 +69,18 @@ class BackboneDefaults:
     latent_channels: int = 4
     vae_scale_factor: int = 8
     tar: str | None = "64D1"
+    tar_long: str | None = None
+    tar_long_from: int = 0
     frame_chunking: bool = True
     largest_part: int = 0  # parameters of the largest part (what model offload holds at once); 0 = all of them
     attention_layout: str = "temporal"  # "spatiotemporal": temporal_attention_levels are transformer blocks
+
+    def tar_preset(self, num_frames: int) -> str | None:
+        """The default TAR preset for ``num_frames`` frames: ``tar_long`` from ``tar_long_from`` latent frames
+        on, else ``tar``."""
+        if self.tar_long is not None and self.latent_frames(num_frames) >= self.tar_long_from:
+            return self.tar_long
+        return self.tar
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for ``num_frames`` output frames (equal without temporal compression)."""

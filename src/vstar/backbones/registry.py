@@ -52,7 +52,7 @@ MOTION_LEVELS = (0, 1, 2, 3)
 TOY_LEVELS = (-1, 0, 1, 2)
 
 # Wan (diffusers' WanPipeline defaults and the model cards): frames 4n+1 (4x temporal compression), sides
-# multiples of the VAE factor times the 2x2 patch, no temporal attention (TAR is off by default), a RoPE table of
+# multiples of the VAE factor times the 2x2 patch, full 3D attention in every block (TAR: blocks), a RoPE table of
 # 1024 latent frames. Sizes: 480x832 (1.3B; the 14B models also 720x1280), TI2V-5B 704x1280.
 WAN_FRAMES_LIMIT = 4 * 1023 + 1
 # Parameter counts of the parts (tests/backbones/test_wan.py builds the published configs on the meta device):
@@ -67,16 +67,20 @@ WAN_14B = 14_288_491_584
 # (TI2V-5B; bfloat16 keeps norms and modulation in float32); the values: the larger plus ~10%. An estimate: the
 # per-frame text (~10 of the 1.3B's 105 at 480x832) does not shrink with the frame, so smaller sizes need more.
 WAN_14B_ACTIVATION = 275.0
+# TAR on Wan: the first third of the blocks, sigma 1 latent frame, and sigma 2 from 16 latent frames (61 frames) on
+# (benchmarks/wan_presets.py on tiny-wan: the first block concentrates the frame maps at least as much as both,
+# sigma 1 the most at 5 latent frames, the two alike at 11, sigma 2 the most at 21).
+WAN_TAR_LONG_FROM = 16
 WAN21 = BackboneDefaults(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=5.0, fps=16,
                          max_frames=WAN_FRAMES_LIMIT, size_multiple=16, temporal_compression=4,
                          temporal_attention_levels=tuple(range(30)), latent_channels=16, vae_scale_factor=8,
-                         tar=None,
+                         tar="b0-9D1", tar_long="b0-9D2", tar_long_from=WAN_TAR_LONG_FROM,
                          attention_layout="spatiotemporal",
                          frame_chunking=False, activation_bytes=120.0)
 WAN22_TI2V = replace(WAN21, height=704, width=1280, num_frames=121, fps=24, size_multiple=32, latent_channels=48,
                      vae_scale_factor=16, activation_bytes=115.0)
 TINY_WAN = replace(WAN21, height=64, width=64, num_frames=17, num_inference_steps=4, activation_bytes=25.0,
-                   parameters=2_000_000, temporal_attention_levels=(0, 1))
+                   parameters=2_000_000, temporal_attention_levels=(0, 1), tar="b0D1", tar_long="b0D2")
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
@@ -156,7 +160,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "wan2.1-t2v-14b", "wan", "Wan 2.1 text-to-video 14B (480x832 or 720x1280)",
             "vstar.backbones.wan:load_wan",
             replace(WAN21, parameters=20_096_294_451, largest_part=WAN_14B, activation_bytes=WAN_14B_ACTIVATION,
-                    temporal_attention_levels=tuple(range(40))),
+                    temporal_attention_levels=tuple(range(40)), tar="b0-12D1", tar_long="b0-12D2"),
             model_ids=("Wan-AI/Wan2.1-T2V-14B-Diffusers",),
         ),
         BackboneSpec(
@@ -169,7 +173,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "vstar.backbones.wan:load_wan",
             replace(WAN21, num_inference_steps=40, guidance_scale=4.0, parameters=34_384_786_035,
                     largest_part=WAN_14B, activation_bytes=WAN_14B_ACTIVATION,
-                    temporal_attention_levels=tuple(range(40))),
+                    temporal_attention_levels=tuple(range(40)), tar="b0-12D1", tar_long="b0-12D2"),
             model_ids=("Wan-AI/Wan2.2-T2V-A14B-Diffusers",),
         ),
         BackboneSpec(
