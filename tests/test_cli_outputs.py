@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 import vstar.io
 import vstar.synopsis
-from vstar.cli import app, recorded_command
+from vstar.cli import app
+from vstar.cli.common import recorded_command
 from vstar.io import write_video
 from vstar.noise.optimization import OptimizedNoise
 from vstar.outputs import file_sha256

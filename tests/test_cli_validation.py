@@ -13,8 +13,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import vstar.analysis.cli
 import vstar.backbones
+import vstar.cli.analyze
+import vstar.cli.evaluate
 import vstar.pipeline
 import vstar.synopsis
 from vstar.cli import app
@@ -59,7 +60,8 @@ def workdir(tmp_path, monkeypatch):
         raise AssertionError("a model was loaded or an LLM asked before the input was checked")
 
     for module, name in ((vstar.pipeline, "load_backbone"), (vstar.backbones, "load_backbone"),
-                         (vstar.pipeline.VSTARPipeline, "from_pretrained"), (vstar.analysis.cli, "load_model"),
+                         (vstar.pipeline.VSTARPipeline, "from_pretrained"), (vstar.cli.analyze, "load_model"),
+                         (vstar.cli.evaluate, "load_model"),
                          (vstar.synopsis, "make_synopsis")):
         monkeypatch.setattr(module, name, forbidden)
     return tmp_path

@@ -32,19 +32,21 @@ from typing import Any, Literal
 
 import psutil
 
-OutputKind = Literal["video", "noise", "frames", "model", "sidecar", "analysis", "evaluation", "figure"]
+OutputKind = Literal["video", "noise", "frames", "model", "sidecar", "analysis", "evaluation", "figure", "batch",
+                     "gallery", "table"]
 FOLDER_KINDS = ("frames", "model")  # written as folders
 # The kinds proven by a JSON record that names the file with its sha256 (the sidecar, the analysis JSON).
-RECORDED_KINDS = ("video", "noise")
+RECORDED_KINDS = ("video", "noise", "table")
 # The kinds that are vstar JSON files, by the ``kind`` they hold.
-JSON_KINDS = {"sidecar": "generation", "analysis": "analysis", "evaluation": "evaluation"}
+JSON_KINDS = {"sidecar": "generation", "analysis": "analysis", "evaluation": "evaluation", "batch": "batch"}
 FRAMES_MARKER = ".vstar-frames"  # inside every PNG folder vstar writes
 FRAME_NAME = re.compile(r"^frame_\d{5}\.png$")
 # A converted model folder (`vstar convert-videocrafter2`): its model_index.json names this class, and it holds
 # nothing but these entries.
 MODEL_CLASS = "VideoCrafter2Backbone"
 MODEL_ENTRIES = frozenset({"unet", "vae", "text_encoder", "tokenizer", "scheduler", "model_index.json"})
-FIGURE_CREATOR = "vstar"  # the start of the creator/software entry in the metadata of vstar's figures
+FIGURE_CREATOR = "vstar"
+GALLERY_MARKER = '<meta name="generator" content="vstar'  # in the head of every gallery page vstar writes  # the start of the creator/software entry in the metadata of vstar's figures
 # ".NAME." + "PID-START." + 8 random hex + ".vstar-tmp" + suffix: the hidden names beside an output
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<start>\d+)\.[0-9a-f]{8}\.vstar-(?P<role>tmp|old|lock)")
 TEMP_OVERHEAD = 48  # bytes a temporary name adds to an output's name (at most)
@@ -187,6 +189,12 @@ def claim_outputs(*paths: Path) -> Iterator[None]:
             lock.unlink(missing_ok=True)
 
 
+def slug(text: str, limit: int = 40) -> str:
+    """``"A red circle!"`` -> ``"a-red-circle"``: a name for an output made from text (lower-case letters, digits
+    and dashes, at most ``limit`` characters)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "video"
+
+
 # --- authorship ---------------------------------------------------------------------------------------------
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes (hex), read in blocks."""
@@ -273,6 +281,12 @@ def authorship_problem(path: Path, kind: OutputKind, record: Path | None = None)
         return f"is a vstar {found} record, not a {JSON_KINDS[kind]} one" if found else "is not a file vstar wrote"
     if kind == "figure":
         return None if figure_marked(path) else "is not a figure vstar wrote (its metadata does not name vstar)"
+    if kind == "gallery":
+        try:
+            marked = GALLERY_MARKER in path.read_text(encoding="utf-8", errors="replace")[:2000]
+        except OSError:
+            marked = False
+        return None if marked else "is not a gallery page vstar wrote (no generator tag naming vstar)"
     data = read_json_object(record) if record is not None else None
     if data is None or json_kind(data) is None:
         return f"has no vstar record beside it that names it ({record.name if record else 'none'})"

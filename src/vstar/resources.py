@@ -219,3 +219,21 @@ def peak_allocated(fn: Callable[[], object], device: str | torch.device = "cpu")
         held += event.extra_fields.alloc_size
         peak = max(peak, held)
     return peak
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start measuring :func:`peak_memory` anew (on CUDA; the CPU figure is the process's peak so far)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int:
+    """Bytes: on CUDA the most torch's allocator held on ``device`` since :func:`reset_peak_memory`; elsewhere
+    the peak resident memory of this process so far (what ``vstar batch`` reports per item)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux

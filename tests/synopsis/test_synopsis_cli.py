@@ -1,4 +1,4 @@
-"""The `synopsis` command, on a local Typer app."""
+"""The `synopsis` command of the vstar app."""
 
 from __future__ import annotations
 
@@ -8,19 +8,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from vstar.synopsis.cli import register
+from vstar.cli import app as vstar_app
 
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """A stand-in for the vstar app, with more than one command."""
-
-    register(app)
-    return app
+    return vstar_app
 
 
 def run(app, *args):

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import typer
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
@@ -16,11 +15,11 @@ from vstar.backbones.videocrafter2 import (
     load_videocrafter2,
     tiny_videocrafter2,
 )
-from vstar.backbones.videocrafter2.cli import register
 from vstar.backbones.videocrafter2.components import empty_models, load_converted
 from vstar.backbones.videocrafter2.config import open_clip_text_config
 from vstar.backbones.videocrafter2.convert import convert_text_encoder_state_dict
 from vstar.backbones.videocrafter2.tokenizer import openclip_tokenizer, tokenize
+from vstar.cli import app
 
 WIDTH, LAYERS, HEADS = 32, 3, 4
 
@@ -204,7 +203,6 @@ def test_tiny_original_checkpoint_converts_saves_and_loads(tmp_path, tiny_config
     assert (backbone.encode_text(texts) - expected).abs().max() < 1e-5
 
     # the converted folder generates through the vstar command (videocrafter2 is its default model)
-    from vstar.cli import app
     from vstar.io import read_video
 
     out = tmp_path / "clip.mp4"
@@ -225,30 +223,23 @@ def test_missing_path_raises(tmp_path):
         load_videocrafter2(model_path=tmp_path)
 
 
-def cli_app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("noop")(lambda: None)  # a second command keeps typer from flattening the app
-    register(app)
-    return app
-
-
 def test_cli_convert_reports_the_offending_key(tmp_path):
     ckpt = tmp_path / "bad.safetensors"
     save_file({"model.diffusion_model.conv_in.weight": torch.zeros(1), "unexpected.weight": torch.zeros(1)}, ckpt)
-    result = CliRunner().invoke(cli_app(), ["convert-videocrafter2", str(ckpt), str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["convert-videocrafter2", str(ckpt), str(tmp_path / "out")])
     assert result.exit_code == 2 and "unexpected.weight" in result.output
 
 
 def test_cli_convert_refuses_missing_checkpoint_and_non_empty_output(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(cli_app(), ["convert-videocrafter2", str(tmp_path / "none.ckpt"), str(tmp_path / "o")])
+    result = runner.invoke(app, ["convert-videocrafter2", str(tmp_path / "none.ckpt"), str(tmp_path / "o")])
     assert result.exit_code == 2 and "no checkpoint file" in result.output
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     (tmp_path / "m.ckpt").write_bytes(b"")
-    result = runner.invoke(cli_app(), ["convert-videocrafter2", str(tmp_path / "m.ckpt"), str(tmp_path / "full")])
+    result = runner.invoke(app, ["convert-videocrafter2", str(tmp_path / "m.ckpt"), str(tmp_path / "full")])
     assert result.exit_code == 2 and "--overwrite" in result.output
-    result = runner.invoke(cli_app(), ["convert-videocrafter2", str(tmp_path / "m.ckpt"), str(tmp_path / "full"),
+    result = runner.invoke(app, ["convert-videocrafter2", str(tmp_path / "m.ckpt"), str(tmp_path / "full"),
                                        "--overwrite"])  # a folder of the user's: never replaced
     assert result.exit_code == 2 and "holds files vstar did not write" in result.output
     assert len(result.output.strip().splitlines()) == 1 and (tmp_path / "full" / "x").exists()

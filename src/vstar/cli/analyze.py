@@ -1,87 +1,17 @@
-"""The ``evaluate`` and ``analyze`` commands; ``register(app)`` adds them to the ``vstar`` CLI."""
+"""``vstar analyze``: record the temporal attention of a real video and/or a generation, per layer and level,
+with band scores and heatmaps (paper figures 4, 10, S.10)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vstar.cli.common import attention_changes, friendly_errors, generation_config, load_model, write_json
+
 if TYPE_CHECKING:
-    from vstar.outputs import OutputKind, StagedResult
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``evaluate`` and ``analyze`` to ``app`` (errors as one line, like every vstar command)."""
-    from vstar.cli import friendly_errors
-
-    app.command("evaluate")(friendly_errors(evaluate))
-    app.command("analyze")(friendly_errors(analyze))
-
-
-def write_json(data: dict[str, Any], path: Path, result: StagedResult, kind: Literal["analysis", "evaluation"]) -> None:
-    """Stage ``data`` as indented JSON at ``path`` in ``result``, marked as vstar's record of ``kind``."""
-    import vstar
-
-    tmp = result.stage(path, kind)
-    record = {"vstar_version": vstar.__version__, "kind": kind, **data}
-    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def load_model(model: str | None, device: str | None) -> Any:
-    """The backbone named ``model`` (None when not given) in float32 on ``device``."""
-    if model is None:
-        return None
-    from vstar.backbones import load_backbone
-    from vstar.devices import resolve_device
-
-    return load_backbone(model, device=resolve_device(device), dtype="fp32")
-
-
-def evaluate(
-    videos: Annotated[list[Path], typer.Argument(help="Videos to measure: .mp4, .gif or folders of PNG frames.")],
-    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Similarity metric, repeatable: ssim, mae, histogram (default: all three), latent (needs --model), dreamsim (optional extra).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write every measurement to this JSON file.")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Plot change and similarity by interval (.png, .pdf, .svg).")] = None,
-    model: Annotated[str | None, typer.Option(help="Model whose VAE the latent similarity uses (see `vstar models`).")] = None,
-    device: Annotated[str | None, typer.Option(help="cuda, mps, cpu for --model (default: best available).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing --json / --plot files.")] = False,
-) -> None:
-    """Measure how much videos change: flicker, optical flow, dynamic degree, change from the first frame and
-    inter-frame similarity (paper section 4.1, figure S.1); several videos side by side."""
-    from vstar.analysis.evaluation import check_metrics, evaluate_video, summary_table
-    from vstar.analysis.plots import check_figure_path, evaluation_figure, save_figure
-    from vstar.analysis.similarity import WEIGHT_FREE_METRICS
-    from vstar.backbones.registry import get_spec
-    from vstar.io import read_video
-    from vstar.outputs import check_writable, claim_outputs, staged_result
-
-    metrics = list(metric or WEIGHT_FREE_METRICS)
-    if model is not None:
-        get_spec(model)
-    check_metrics(metrics, has_model=model is not None)
-    clips = [read_video(video) for video in videos]  # a missing or unreadable video fails before any work
-    if plot is not None:
-        check_figure_path(plot)
-        check_writable(plot, overwrite, "figure")
-    if json_out is not None:
-        check_writable(json_out, overwrite, "evaluation")
-    outputs = [path for path in (json_out, plot) if path is not None]
-
-    with claim_outputs(*outputs):
-        backbone = load_model(model, device)
-        results = [{"path": str(video), **evaluate_video(clip, metrics, backbone)}
-                   for video, clip in zip(videos, clips, strict=True)]
-        names = [video.name for video in videos]
-        typer.echo(summary_table(results, names))
-        with staged_result(overwrite) as staged:  # the JSON and the plot: both or neither
-            if json_out is not None:
-                write_json({"videos": results}, json_out, staged, "evaluation")
-            if plot is not None:
-                save_figure(evaluation_figure(results, names), plot, result=staged)
-    for path in outputs:
-        typer.echo(f"wrote {path}")
+    from vstar.outputs import OutputKind
 
 
 def parse_sigmas(text: str) -> list[float]:
@@ -121,6 +51,7 @@ def attention_summary(recorder: Any) -> dict[str, Any]:
             "layers": {name: {"level": recorder.levels[name], **entry(m)} for name, m in recorder.maps.items()}}
 
 
+@friendly_errors
 def analyze(
     video: Annotated[Path | None, typer.Argument(help="A real video (.mp4, .gif or a folder of PNG frames).")] = None,
     model: Annotated[str | None, typer.Option(help="Base model (see `vstar models`); default videocrafter2.")] = None,
@@ -146,7 +77,6 @@ def analyze(
     from vstar.analysis.plots import attention_figure, band_figure, block_ranges, save_figure
     from vstar.analysis.real_video import check_train_timestep, pick_frames
     from vstar.backbones import DEFAULT_MODEL, get_spec
-    from vstar.cli import attention_changes, generation_config
     from vstar.config import MAX_SEED
     from vstar.io import read_video, write_video
     from vstar.outputs import check_writable, claim_outputs, file_sha256, staged_result

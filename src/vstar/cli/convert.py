@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
+from vstar.cli.common import friendly_errors
+
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-def convert_command(
+@friendly_errors
+def convert_videocrafter2(
     ckpt: Annotated[Path, typer.Argument(help="the original VideoCrafter2 model.ckpt (or .safetensors)")],
     out_dir: Annotated[Path, typer.Argument(help="folder to write unet/ vae/ text_encoder/ tokenizer/ scheduler/")],
     dtype: Annotated[str, typer.Option(help=f"dtype of the written weights: {', '.join(DTYPES)}")] = "float32",
@@ -19,9 +22,8 @@ def convert_command(
     """Convert the original VideoCrafter2 checkpoint strictly (every key mapped, shapes checked)."""
     import torch
 
+    from vstar.backbones.videocrafter2.convert import convert_videocrafter2_checkpoint
     from vstar.outputs import check_writable, claim_outputs
-
-    from .convert import convert_videocrafter2_checkpoint
 
     if dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -34,10 +36,3 @@ def convert_command(
     sizes = {name: sum(p.numel() for p in getattr(components, name).parameters())
              for name in ("unet", "vae", "text_encoder")}
     typer.echo(f"wrote {out_dir} (" + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in sizes.items()) + " parameters)")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``convert-videocrafter2`` to the ``vstar`` command (errors as one line, like every vstar command)."""
-    from vstar.cli import friendly_errors
-
-    app.command("convert-videocrafter2")(friendly_errors(convert_command))

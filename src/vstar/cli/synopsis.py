@@ -1,4 +1,4 @@
-"""The ``synopsis`` command; ``register(app)`` adds it to a Typer app (the ``vstar`` CLI)."""
+"""``vstar synopsis PROMPT``: print the visual states of a prompt (Video Synopsis Prompting); no torch."""
 
 from __future__ import annotations
 
@@ -8,13 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .core import make_synopsis
-from .errors import SynopsisError, SynopsisInputError
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``synopsis`` command to ``app``."""
-    app.command("synopsis", help="Split a prompt into visual states (Video Synopsis Prompting).")(synopsis)
+from vstar.synopsis.core import make_synopsis
+from vstar.synopsis.errors import SynopsisError, SynopsisInputError
 
 
 def synopsis(
