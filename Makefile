@@ -14,7 +14,7 @@ $(BIN)/activate:
 # torch first: with torch==2.13.0 present, nothing later pulls a multi-GB CUDA build.
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,ui]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -22,7 +22,18 @@ setup: $(VENV)/.installed
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
-test: setup lint
+# The browser test (tests/ui) drives Debian's chromium through playwright (no browser download): apt installs it.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
+	else \
+		echo "make test: cannot install $(CHROMIUM) (needs root and apt-get); the browser test will fail:" \
+			"run 'sudo apt-get install -y chromium'" >&2; \
+	fi
+
+test: setup lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q tests $(if $(wildcard $(CONFORMANCE)),$(CONFORMANCE))
 
 # The quick loop: everything but the tests marked slow (full generations, conversions, CLI reproduction).

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 import vstar
-from vstar.cli import analyze, batch, convert, evaluate, generate, models, synopsis
+from vstar.cli import analyze, batch, convert, evaluate, generate, models, synopsis, ui
 
 app = typer.Typer(
     name="vstar", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -35,6 +35,7 @@ app.command()(models.models)
 app.command()(evaluate.evaluate)
 app.command()(analyze.analyze)
 app.command()(convert.convert_videocrafter2)
+app.command()(ui.ui)
 
 
 def _terminate(signum: int, frame: Any) -> None:
