@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from vstar.cli import app
@@ -47,7 +48,12 @@ def made(folder):
 def test_two_processes_make_what_one_makes_and_a_killed_run_is_completed(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
-    one = CliRunner().invoke(app, ["batch", str(prompts), "--out-dir", str(tmp_path / "one"), *TOY])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the torchrun processes: float sums depend on how many threads split them
+    try:
+        one = CliRunner().invoke(app, ["batch", str(prompts), "--out-dir", str(tmp_path / "one"), *TOY])
+    finally:
+        torch.set_num_threads(threads)
     assert one.exit_code == 0, one.output
 
     two = torchrun("-m", "vstar", "batch", prompts, "--out-dir", tmp_path / "two", *TOY, cwd=tmp_path)
