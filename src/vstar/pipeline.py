@@ -237,10 +237,8 @@ class VSTARPipeline:
         if check_memory:
             memory_check(backbone.defaults, backbone.name, config.num_frames, config.height, config.width,
                          frame_chunk=frame_chunk, **memory)
+        backbone.defaults.check_states_fit(len(states), config.num_frames)
         num_latent_frames = backbone.latent_frames(config.num_frames)
-        if len(states) > num_latent_frames:
-            raise ValueError(f"{len(states)} synopsis states do not fit on {config.num_frames} frames; "
-                             "use more frames or fewer states")
         shape = backbone.latent_shape(num_videos, config.num_frames, config.height, config.width)
         if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape):
             raise ValueError(f"latents must be a tensor of shape {shape}, got "

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vstar.batch import item_seed, parse_vary, read_items, split
+from vstar.batch import Processes, item_seed, parse_vary, read_items
 
 PAPER_FILE = """[
     {
@@ -70,7 +70,7 @@ def test_seeds_and_the_split_do_not_depend_on_each_other(tmp_path):
     items = read_items(write(tmp_path, "p.jsonl", "\n".join(
         json.dumps({"prompt": f"p{i}", **({"seed": 99} if i == 2 else {})}) for i in range(7))))
     assert [item_seed(i, 10) for i in items] == [10, 11, 99, 13, 14, 15, 16]
-    parts = [split(items, rank, 3) for rank in range(3)]
+    parts = [[i for i in items if Processes(rank, 3).owns(i.index)] for rank in range(3)]
     assert sorted(i.index for part in parts for i in part) == list(range(7))
     assert [i.index for i in parts[1]] == [1, 4]
 

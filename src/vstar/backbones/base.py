@@ -122,6 +122,12 @@ class BackboneDefaults:
                              "run it in chunks of frames; drop --frame-chunk (frame_chunk=) or use 'auto', which "
                              "keeps it whole")
 
+    def check_states_fit(self, count: int, num_frames: int, fix: str = "use more frames or fewer states") -> None:
+        """Raise a ValueError when ``count`` synopsis states cannot each have a latent frame of ``num_frames``
+        frames; ``fix`` says what to change."""
+        if count > self.latent_frames(num_frames):
+            raise ValueError(f"{count} synopsis states do not fit on {num_frames} frames; {fix}")
+
     def latent_frames_fit(self, num_frames: int) -> int:
         """The largest valid frame count (``k*n + 1`` with temporal compression ``k``) up to ``num_frames``."""
         k = self.temporal_compression

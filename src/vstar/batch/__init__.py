@@ -3,8 +3,8 @@ batch reports (``summary.json``, the ``index.html`` gallery). ``vstar batch`` ru
 
 from vstar.batch.distributed import Processes, processes
 from vstar.batch.gallery import gallery_html
-from vstar.batch.items import BatchItem, Variant, item_seed, parse_vary, read_items, split
+from vstar.batch.items import BatchItem, Variant, item_seed, parse_vary, read_items
 from vstar.batch.summary import row, summary_record, summary_table
 
 __all__ = ["BatchItem", "Processes", "Variant", "gallery_html", "item_seed", "parse_vary", "processes", "read_items",
-           "row", "split", "summary_record", "summary_table"]
+           "row", "summary_record", "summary_table"]

@@ -21,6 +21,11 @@ class Processes:
         """Whether this process writes what the whole batch writes once (the summary and the gallery)."""
         return self.rank == 0
 
+    def owns(self, index: int) -> bool:
+        """Whether this process makes the item of global ``index``: those whose index is its rank modulo the
+        number of processes (the same items however often a batch is resumed)."""
+        return index % self.world == self.rank
+
     def gather(self, rows: list[Any]) -> list[Any]:
         """The ``rows`` of every process, on every process (all must call it)."""
         if self.world == 1:

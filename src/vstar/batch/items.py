@@ -174,11 +174,6 @@ def item_seed(item: BatchItem, base: int) -> int:
     return item.seed if item.seed is not None else base + item.index
 
 
-def split(items: list[BatchItem], rank: int, world: int) -> list[BatchItem]:
-    """The items process ``rank`` of ``world`` makes: those whose global index is ``rank`` modulo ``world``."""
-    return [item for item in items if item.index % world == rank]
-
-
 @dataclass(frozen=True)
 class Variant:
     """One point of a ``--vary`` grid: the sub-folder its videos go to (None without ``--vary``) and the

@@ -56,6 +56,7 @@ from vstar.cli.common import (
     frame_chunk_option,
     friendly_errors,
     generation_config,
+    given_synopsis,
     load_pipeline,
     memory_plan,
     recorded_command,
@@ -80,7 +81,7 @@ class Job:
     upscale: int
     frame_chunk: int | None
     out: Path
-    states: list[str] | None  # given (-s in the file, --no-vsp), else asked before the first video
+    given: dict[str, Any] | None  # the synopsis when it needs no LLM (states in the file, --no-vsp), as generate's
     skip: bool = False
 
 
@@ -114,10 +115,11 @@ def item_flags(settings: dict[str, Any], flags: dict[str, Any], tars: dict[str, 
 
 
 def expected_record(job: Job, model: str, model_path: Path | None) -> dict[str, Any]:
-    """What the sidecar of ``job`` records when an earlier run made it with the same settings."""
+    """What the sidecar of ``job`` records, besides its settings, when an earlier run made it with the same
+    settings."""
     expected = {"prompt": job.item.prompt, "model": model, "model_path": str(model_path) if model_path else None,
-                "upscale": job.upscale, "settings": job.config.to_dict()}
-    return expected | ({"synopsis": job.states} if job.states is not None else {})
+                "upscale": job.upscale}
+    return expected | ({"synopsis": job.given["states"]} if job.given is not None else {})
 
 
 def made_before(job: Job, model: str, model_path: Path | None, overwrite: bool) -> bool:
@@ -131,7 +133,7 @@ def made_before(job: Job, model: str, model_path: Path | None, overwrite: bool) 
     if record is None or record.get("files", {}).get(job.out.name) != file_sha256(job.out):
         return False
     differs = [f"{key} {record.get(key)!r} -> {value!r}" for key, value in expected_record(job, model, model_path).items()
-               if key != "settings" and record.get(key) != value]
+               if record.get(key) != value]
     recorded = record.get("settings") or {}
     differs += [f"{key} {recorded.get(key)!r} -> {value!r}" for key, value in job.config.to_dict().items()
                 if recorded.get(key) != value]
@@ -225,7 +227,7 @@ def batch(
                          "frame_chunk": chunk, "check": not no_memory_check, "quiet": True}}
     # every process checks every item, so a bad entry stops them all before any work
     jobs = [plan(item, variant, prompts, **shared) for variant in variants for item in items]
-    mine = [job for job in jobs if job.item.index % procs.world == procs.rank]
+    mine = [job for job in jobs if procs.owns(job.item.index)]
     reports = check_reports(out_dir, procs.main)
     for job in mine:
         with located(job.where):
@@ -233,7 +235,7 @@ def batch(
             if not job.skip:
                 check_outputs(job, overwrite)
     todo = [job for job in mine if not job.skip]
-    sources = synopses(todo, llm, states, style, quiet)
+    sources = synopses(todo, llm, states, style)
     rows = run(todo, sources, model=model, model_path=model_path, device=torch_device, dtype=torch_dtype,
                offload=offload, overwrite=overwrite, continue_on_error=continue_on_error, quiet=quiet,
                procs=procs, out_dir=out_dir)
@@ -256,7 +258,6 @@ def plan(item: Any, variant: Any, prompts: Path, *, flags: dict[str, Any], tars:
     when known, the memory estimate, its output path."""
     from vstar.backbones import get_spec
     from vstar.batch import item_seed
-    from vstar.synopsis import apply_style
 
     where = f"{prompts}:{item.line}"
     with located(where):
@@ -270,14 +271,14 @@ def plan(item: Any, variant: Any, prompts: Path, *, flags: dict[str, Any], tars:
         scale = settings.get("upscale", upscale if upscale is not None else 1)
         if scale < 1:
             raise ValueError(f"upscale must be >= 1, got {scale}")
-        given = list(item.states) if item.states is not None else ([item.prompt] if no_vsp else None)
-        states = apply_style(given, style) if given is not None and item.states is not None else given
-        if states is not None and len(states) > get_spec(model).defaults.latent_frames(config.num_frames):
-            raise ValueError(f"{len(states)} synopsis states do not fit on {config.num_frames} frames; give the item "
-                             "more num_frames or fewer states")
+        given = given_synopsis(item.prompt, list(item.states) if item.states is not None else None, None, None,
+                               no_vsp, style)
+        if given is not None:
+            get_spec(model).defaults.check_states_fit(len(given["states"]), config.num_frames,
+                                                      "give the item more num_frames or fewer states")
         chunk = memory_plan(model, config, upscale=scale, **memory)
     folder = out_dir / variant.folder if variant.folder else out_dir
-    return Job(item, variant.folder, where, config, scale, chunk, folder / f"{item.name}.{suffix}", states)
+    return Job(item, variant.folder, where, config, scale, chunk, folder / f"{item.name}.{suffix}", given)
 
 
 def check_outputs(job: Job, overwrite: bool) -> None:
@@ -303,23 +304,17 @@ def check_reports(out_dir: Path, main: bool) -> tuple[Path, Path]:
     return reports
 
 
-def synopses(jobs: list[Job], llm: dict[str, Any], num_states: int | None, style: str | None,
-             quiet: bool) -> dict[int, dict[str, Any]]:
-    """The synopsis of every item of ``jobs`` by global index (asked once per item, whatever the variants;
-    answers are cached), before the first video: an LLM that fails stops the batch at once."""
+def synopses(jobs: list[Job], llm: dict[str, Any], num_states: int | None,
+             style: str | None) -> dict[int, dict[str, Any]]:
+    """The synopsis of every item of ``jobs`` by global index (given, or asked once per item whatever the
+    variants; answers are cached), before the first video: an LLM that fails stops the batch at once."""
     sources: dict[int, dict[str, Any]] = {}
     for job in jobs:
-        index = job.item.index
-        if index in sources:
-            continue
-        if job.states is not None:
-            backend = "manual" if job.item.states is not None else "none"
-            sources[index] = {"prompt": job.item.prompt, "states": job.states, "backend": backend}
-            if backend == "manual" and style:
-                sources[index]["style"] = style
+        if job.item.index in sources:
             continue
         with located(job.where):
-            sources[index] = asked_synopsis(job.item.prompt, llm, num_states, style, quiet=True)
+            sources[job.item.index] = job.given if job.given is not None else asked_synopsis(
+                job.item.prompt, llm, num_states, style, quiet=True)
     return sources
 
 

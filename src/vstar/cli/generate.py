@@ -176,9 +176,8 @@ def generate(
     else:  # reproduce: the recorded states, without asking an LLM again
         source = {"prompt": recorded.prompt, "states": recorded.synopsis,
                   **(recorded.synopsis_info or {"backend": recorded.synopsis_source})}
-    if source is not None and len(source["states"]) > spec.defaults.latent_frames(config.num_frames):
-        raise ValueError(f"{len(source['states'])} synopsis states do not fit on {config.num_frames} frames; "
-                         "use more --frames or fewer states")
+    if source is not None:
+        spec.defaults.check_states_fit(len(source["states"]), config.num_frames, "use more --frames or fewer states")
     name = prompt or (source["prompt"] if source else None) or (source["states"][0] if source else "video")
     out = out or Path("outputs") / f"{slug(name)}-{config.seed}.mp4"
     kind = output_kind(out)
