@@ -39,24 +39,28 @@ def is_batch_folder(path: Path) -> bool:
     return bool(folder_videos(path)) or any(sub.is_dir() and folder_videos(sub) for sub in path.iterdir())
 
 
-def batch_folders(paths: Sequence[Path]) -> dict[str, Path]:
-    """Label -> folder for the given batch folders; one without videos of its own but with sub-folders that
-    have some (a ``--vary`` batch) stands for those sub-folders (labelled ``DIR/SUB``, in the order of ``--vary``)."""
-    folders: dict[str, Path] = {}
+def batch_folders(paths: Sequence[Path]) -> dict[str, dict[str, Path]]:
+    """Label (the folder's path) -> its videos by item name (:func:`folder_videos`, read once) for the given batch
+    folders; one without videos of its own but with sub-folders that have some (a ``--vary`` batch) stands for
+    those sub-folders (labelled ``DIR/SUB``, in the order of ``--vary``)."""
+    folders: dict[str, dict[str, Path]] = {}
     for path in paths:
         if not path.is_dir():
             raise FileNotFoundError(f"{path} is not a folder; give batch folders (vstar batch --out-dir) or videos")
-        record = read_json_object(path / "summary.json") or {}
-        order = [v for v in record.get("variants") or [] if isinstance(v, str)] if json_kind(record) == "batch" else []
-        subs = sorted((sub for sub in path.iterdir() if sub.is_dir() and folder_videos(sub)),
-                      key=lambda sub: (order.index(sub.name) if sub.name in order else len(order), sub.name))
-        found = {str(path): path} if folder_videos(path) or not subs else {str(path / s.name): s for s in subs}
-        for label, folder in found.items():
-            if not folder_videos(folder):
-                raise ValueError(f"{folder} holds no videos with vstar sidecars; give a vstar batch --out-dir")
+        found = {str(path): folder_videos(path)}
+        if not found[str(path)]:
+            record = read_json_object(path / "summary.json") or {}
+            order = [v for v in record.get("variants") or [] if isinstance(v, str)] if json_kind(record) == "batch" else []
+            subs = {sub: folder_videos(sub) for sub in path.iterdir() if sub.is_dir()}
+            ranked = sorted((sub for sub, videos in subs.items() if videos),
+                            key=lambda sub: (order.index(sub.name) if sub.name in order else len(order), sub.name))
+            found = {str(path / sub.name): subs[sub] for sub in ranked} or found
+        for label, videos in found.items():
+            if not videos:
+                raise ValueError(f"{label} holds no videos with vstar sidecars; give a vstar batch --out-dir")
             if label in folders:
                 raise ValueError(f"{label} is given twice; give each folder once")
-            folders[label] = folder
+            folders[label] = videos
     return folders
 
 

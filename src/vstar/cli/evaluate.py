@@ -78,7 +78,6 @@ def compare_folders(paths: list[Path], metrics: list[str], json_out: Path | None
         compare,
         comparison_figure,
         comparison_table,
-        folder_videos,
         rows_csv,
         scalars,
     )
@@ -87,8 +86,7 @@ def compare_folders(paths: list[Path], metrics: list[str], json_out: Path | None
     from vstar.io import read_video
     from vstar.outputs import check_writable, claim_outputs, file_sha256, staged_result
 
-    folders = batch_folders(paths)
-    videos = {label: folder_videos(folder) for label, folder in folders.items()}
+    videos = batch_folders(paths)
     if plot is not None:
         check_figure_path(plot)
         check_writable(plot, overwrite, "figure")
@@ -111,7 +109,7 @@ def compare_folders(paths: list[Path], metrics: list[str], json_out: Path | None
                 tmp.write_text(rows_csv(rows), encoding="utf-8")
                 files[csv_out.name] = file_sha256(tmp)
             if json_out is not None:
-                write_json({"folders": {label: str(folder) for label, folder in folders.items()}, "items": rows,
+                write_json({"folders": {label: label for label in videos}, "items": rows,
                             **comparison, "files": files}, json_out, staged, "evaluation")
             if plot is not None:
                 save_figure(comparison_figure(comparison), plot, result=staged)
