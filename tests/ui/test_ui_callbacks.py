@@ -59,7 +59,9 @@ def test_wan_frames_are_4n_plus_1_and_animatediff_stops_at_its_limit():
 @pytest.mark.parametrize("model", [spec.name for spec in list_backbones() if spec.tiny])
 def test_tar_choices_start_with_the_models_default_and_each_is_accepted(model):
     choices = callbacks.tar_choices(model)
-    assert choices[0] == (get_spec(model).defaults.tar or "off") and "off" in choices
+    defaults = get_spec(model).defaults
+    assert choices[0] == (defaults.tar_preset(defaults.num_frames) or "off") and "off" in choices
+    assert callbacks.model_settings(model)["tar"] == choices[0]
     for choice in choices:
         config = callbacks.generation_settings(page(model, tar=choice))
         assert (config.tar is None) == (choice == "off")

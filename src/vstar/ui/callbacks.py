@@ -99,16 +99,18 @@ def frame_choices(model: str) -> list[int]:
     return list(range(k + 1 if k > 1 else 2, top + 1, k))
 
 
-def tar_choices(model: str) -> list[str]:
-    """TAR presets to offer for ``model``, its default first, and ``off`` (any other preset may be typed)."""
+def default_tar(model: str) -> str:
+    """The TAR preset ``vstar generate`` uses for ``model`` at its default frame count, or ``off``."""
     defaults = get_spec(model).defaults
-    if defaults.attention_layout == "spatiotemporal":
-        blocks = defaults.temporal_attention_levels or (0,)
-        presets = [f"b0-{blocks[-1] // 3}D2" if blocks[-1] >= 3 else "b0D2"]
-    else:
-        presets = list(PRESETS)
-    first = [defaults.tar] if defaults.tar is not None else [TAR_OFF]
-    return list(dict.fromkeys([*first, *presets, TAR_OFF]))
+    return defaults.tar_preset(defaults.num_frames) or TAR_OFF
+
+
+def tar_choices(model: str) -> list[str]:
+    """TAR presets to offer for ``model``, its default first, and ``off`` (any other preset may be typed): the
+    paper's presets for a UNet, the model's own (short and long videos) for a transformer."""
+    defaults = get_spec(model).defaults
+    presets = [defaults.tar, defaults.tar_long] if defaults.attention_layout == "spatiotemporal" else list(PRESETS)
+    return list(dict.fromkeys([default_tar(model), *(p for p in presets if p is not None), TAR_OFF]))
 
 
 def default_upscale(spec: BackboneSpec) -> int:
@@ -120,7 +122,7 @@ def model_settings(model: str) -> dict[str, Any]:
     """The page's fields that follow the model: its defaults (frames, TAR, steps, guidance, size, upscale)."""
     spec = get_spec(model)
     d = spec.defaults
-    return {"frames": d.num_frames, "tar": d.tar or TAR_OFF, "steps": d.num_inference_steps,
+    return {"frames": d.num_frames, "tar": default_tar(model), "steps": d.num_inference_steps,
             "guidance": d.guidance_scale, "height": d.height, "width": d.width, "upscale": default_upscale(spec)}
 
 
