@@ -389,8 +389,8 @@ class SpatioTemporalLayout(FrameLayout):
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
             return dispatch_attention_fn(q, k, v, scale=scale, backend=backend)
 
-        matrix = rule.matrix.to(query.device, _compute_dtype(query.dtype))
-        return tar_attention(query, key, value, call.frames, matrix, rule.strength, scale=call.scale, attend=attend)
+        return tar_attention(query, key, value, call.frames, rule.matrix, rule.strength, scale=call.scale,
+                             attend=attend)
 
     def frame_mass(self, call: LayerCall, rule: FrameRule, branch: Branch,
                    max_chunk_bytes: int) -> tuple[torch.Tensor, int]:
