@@ -45,8 +45,8 @@ FRAME_NAME = re.compile(r"^frame_\d{5}\.png$")
 # nothing but these entries.
 MODEL_CLASS = "VideoCrafter2Backbone"
 MODEL_ENTRIES = frozenset({"unet", "vae", "text_encoder", "tokenizer", "scheduler", "model_index.json"})
-FIGURE_CREATOR = "vstar"
-GALLERY_MARKER = '<meta name="generator" content="vstar'  # in the head of every gallery page vstar writes  # the start of the creator/software entry in the metadata of vstar's figures
+FIGURE_CREATOR = "vstar"  # the start of the creator/software entry in the metadata of vstar's figures
+GALLERY_MARKER = '<meta name="generator" content="vstar'  # in the head of every gallery page vstar writes
 # ".NAME." + "PID-START." + 8 random hex + ".vstar-tmp" + suffix: the hidden names beside an output
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<start>\d+)\.[0-9a-f]{8}\.vstar-(?P<role>tmp|old|lock)")
 TEMP_OVERHEAD = 48  # bytes a temporary name adds to an output's name (at most)

@@ -42,8 +42,8 @@ def clean_sessions(root: str | Path | None = None, max_age_s: float = MAX_AGE_S,
     for folder in base.iterdir():
         if not folder.is_dir():
             continue
-        newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
-        if max(newest, folder.stat().st_mtime) < cutoff:
+        newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+        if newest < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
